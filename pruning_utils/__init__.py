@@ -1,0 +1,34 @@
+"""pruning_utils: the tested helpers of the hands-on pruning course.
+
+Notebooks import everything from here; see DESIGN.md for the module map.
+"""
+
+from .config import (
+    PROFILES,
+    CheckpointError,
+    Profile,
+    cache_dir,
+    data_dir,
+    get_device,
+    get_profile,
+    load_checkpoint,
+    save_checkpoint,
+    seed_everything,
+    setup_course,
+)
+from .data import DATASETS, DatasetNotAvailableError, Loaders, download_dataset, get_loaders
+from .models import MLP, SmallCNN, build_model, cifar_resnet
+from .training import (
+    BaselineResult,
+    Callback,
+    TrainState,
+    baseline_path,
+    build_model_for,
+    build_optimizer,
+    build_scheduler,
+    evaluate,
+    train,
+    train_baseline,
+)
+
+__version__ = "0.1.0"

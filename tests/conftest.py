@@ -1,0 +1,9 @@
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    """Every test gets its own cache and data directory and the default (quick) profile."""
+    monkeypatch.setenv("PRUNING_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("PRUNING_DATA_DIR", raising=False)
+    monkeypatch.delenv("PRUNING_PROFILE", raising=False)
