@@ -10,7 +10,6 @@ CELL_TIMEOUT ?= 600
 # Datasets and cached checkpoints live inside the checkout unless you say otherwise.
 export PRUNING_CACHE_DIR ?= $(CURDIR)/.cache
 export PRUNING_PROFILE   ?= quick
-export MPLBACKEND        ?= Agg
 
 .PHONY: install lab test unit notebooks course clean
 
