@@ -17,6 +17,17 @@ from .config import (
     setup_course,
 )
 from .data import DATASETS, DatasetNotAvailableError, Loaders, download_dataset, get_loaders
+from .masks import (
+    apply_mask,
+    check_fraction,
+    enforce_masks,
+    get_mask,
+    is_masked,
+    layer_sparsities,
+    make_permanent,
+    prunable_layers,
+    sparsity,
+)
 from .models import MLP, SmallCNN, build_model, cifar_resnet
 from .training import (
     BaselineResult,
@@ -30,5 +41,6 @@ from .training import (
     train,
     train_baseline,
 )
+from .unstructured import SimplePruner, ThresholdPruner
 
 __version__ = "0.1.0"

@@ -1,0 +1,186 @@
+"""Unstructured magnitude pruning: per layer (:class:`SimplePruner`) and global (:class:`ThresholdPruner`).
+
+Both compute masks from weight magnitudes and hand them to :mod:`pruning_utils.masks`, the course's one
+masking mechanism, so pruned weights stay zero through any later training.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import torch
+from torch import nn
+
+from .masks import (
+    apply_mask,
+    check_fraction,
+    enforce_masks,
+    get_mask,
+    layer_sparsities,
+    make_permanent,
+    prunable_layers,
+    smallest_k,
+    sparsity,
+)
+
+__all__ = ["SimplePruner", "ThresholdPruner", "global_magnitude_masks", "magnitude_mask"]
+
+
+def _scores(module: nn.Module) -> torch.Tensor:
+    """|w| with already-masked entries at -1, so they sort below every live weight (even a live zero)."""
+    w = module.weight.detach().abs()
+    mask = get_mask(module)
+    return w if mask is None else torch.where(mask.bool(), w, torch.full_like(w, -1.0))
+
+
+def _n_masked(module: nn.Module) -> int:
+    mask = get_mask(module)
+    return 0 if mask is None else int((mask == 0).sum())
+
+
+@torch.no_grad()
+def magnitude_mask(module: nn.Module, amount: float) -> torch.Tensor:
+    """Keep-mask that prunes ``round(amount * remaining)`` more of the layer's smallest live weights.
+
+    ``amount`` is a fraction of the weights still alive, as in torch's ``PruningContainer``: calling it
+    twice at 0.5 leaves 25% of the weights.
+    """
+    amount = check_fraction(amount, "amount")
+    already = _n_masked(module)
+    k_new = round(amount * (module.weight.numel() - already))
+    return ~smallest_k(_scores(module), already + k_new)
+
+
+@torch.no_grad()
+def global_magnitude_masks(layers, target_sparsity: float) -> tuple[dict[str, torch.Tensor], float]:
+    """Keep-masks for ``layers`` with exactly ``round(target * total)`` weights pruned across all of them.
+
+    Already-pruned weights count towards the target (masks only add zeros, so a target below the
+    current sparsity changes nothing). Returns ``(masks by layer name, threshold)`` where the threshold is
+    the largest magnitude that was pruned (0.0 when nothing live was pruned).
+    """
+    target_sparsity = check_fraction(target_sparsity, "target_sparsity")
+    scores = [_scores(m).reshape(-1) for _, m in layers]
+    flat = torch.cat(scores)
+    already = int((flat < 0).sum())
+    k = max(round(target_sparsity * flat.numel()), already)
+    chosen = smallest_k(flat, k)
+    pruned_scores = flat[chosen]
+    threshold = float(pruned_scores.max()) if k > already else 0.0
+    masks, start = {}, 0
+    for (name, module), s in zip(layers, scores):
+        masks[name] = (~chosen[start : start + s.numel()]).view_as(module.weight)
+        start += s.numel()
+    return masks, max(threshold, 0.0)
+
+
+class SimplePruner:
+    """Per-layer L1 (magnitude) pruning: every prunable layer loses the same fraction of its weights.
+
+    >>> from pruning_utils import SmallCNN
+    >>> pruner = SimplePruner(SmallCNN(), pruning_rate=0.5, verbose=False)
+    >>> round(pruner.apply_magnitude_pruning()["fc"], 2)
+    0.5
+    """
+
+    def __init__(self, model: nn.Module, pruning_rate: float = 0.3, *, include=None, exclude=None,
+                 skip_first: bool = False, skip_last: bool = False, verbose: bool = True):
+        self.model = model
+        self.pruning_rate = check_fraction(pruning_rate, "pruning_rate")
+        self.layers = prunable_layers(model, include, exclude, skip_first=skip_first, skip_last=skip_last)
+        self.verbose = verbose
+
+    def apply_magnitude_pruning(self, pruning_rate: float | None = None) -> dict[str, float]:
+        """Prune ``pruning_rate`` of each layer's *remaining* weights; return ``{layer: sparsity}``.
+
+        Calling it twice compounds like torch's ``PruningContainer``: 0.5 then 0.5 leaves 25%.
+        """
+        rate = self.pruning_rate if pruning_rate is None else check_fraction(pruning_rate, "pruning_rate")
+        masks = [(module, magnitude_mask(module, rate)) for _, module in self.layers]
+        for module, mask in masks:  # computed for every layer first, then applied: all or nothing
+            apply_mask(module, mask)
+        table = layer_sparsities(self.model, self.layers)
+        if self.verbose:
+            for name, s in table.items():
+                print(f"pruned {name:<24} {s:7.2%} sparse")
+        return table
+
+    @staticmethod
+    def get_sparsity(module: nn.Module) -> float:
+        """Fraction of ``module.weight`` that is exactly zero (reads through the mask)."""
+        if not isinstance(getattr(module, "weight", None), torch.Tensor):
+            raise TypeError(f"module must have a weight tensor; got {type(module).__name__}")
+        w = module.weight
+        return int((w == 0).sum()) / w.numel()
+
+    def sparsity(self) -> float:
+        """Fraction of all weights of the pruned layers that are zero."""
+        return sparsity(self.model, self.layers)
+
+    def remove_pruning_reparametrization(self) -> int:
+        """Fold the masks into plain weights (zeros stay zeros); return how many layers were folded."""
+        return make_permanent(self.model)
+
+
+class ThresholdPruner:
+    """Global magnitude pruning: one magnitude threshold across every prunable layer.
+
+    Layers with many small weights lose more of them, layers with large weights fewer: the network,
+    not a uniform rate, decides where sparsity goes (Han et al. 2015).
+    """
+
+    def __init__(self, model: nn.Module, *, include=None, exclude=None, skip_first: bool = False,
+                 skip_last: bool = False):
+        self.model = model
+        self.layers = prunable_layers(model, include, exclude, skip_first=skip_first, skip_last=skip_last)
+        self.masks: dict[str, torch.Tensor] = {}
+
+    @staticmethod
+    def compute_threshold(weights: torch.Tensor, percentile: float) -> float:
+        """Magnitude below which ``percentile`` percent of ``weights`` lie (the k-th smallest |w|).
+
+        Uses ``kthvalue`` (linear time, no size limit) instead of ``torch.quantile``.
+        """
+        if isinstance(percentile, bool) or not isinstance(percentile, numbers.Real) or not 0 <= percentile <= 100:
+            raise ValueError(f"percentile must be a number in [0, 100]; got {percentile!r}")
+        flat = weights.detach().abs().reshape(-1)
+        if flat.numel() == 0:
+            raise ValueError("weights is empty")
+        k = round(percentile / 100 * flat.numel())
+        return 0.0 if k == 0 else float(torch.kthvalue(flat.cpu(), k).values)
+
+    @staticmethod
+    def create_mask(weights: torch.Tensor, threshold: float) -> torch.Tensor:
+        """Keep-mask (1.0 keeps) of the weights whose magnitude is strictly above ``threshold``."""
+        return (weights.detach().abs() > threshold).to(weights.dtype)
+
+    def apply_global_pruning(self, target_sparsity: float) -> float:
+        """Prune the smallest weights across all layers until exactly ``target_sparsity`` of them are zero.
+
+        The count is exact (up to rounding to one weight) even when magnitudes tie. Returns the
+        threshold: the largest magnitude that was pruned.
+        """
+        masks, threshold = global_magnitude_masks(self.layers, target_sparsity)
+        for name, module in self.layers:
+            self.masks[name] = apply_mask(module, masks[name])
+        return threshold
+
+    def apply_masks_during_training(self) -> None:
+        """Re-apply the masks (idempotent). Kept for the tutorial's API: the masks already hold by themselves."""
+        for name, module in self.layers:
+            if name in self.masks:
+                if get_mask(module) is None:  # e.g. the model was made permanent and then trained
+                    apply_mask(module, self.masks[name])
+                enforce_masks(module)
+
+    def layer_sparsities(self) -> dict[str, float]:
+        """``{layer: fraction zero}`` for the layers this pruner manages."""
+        return layer_sparsities(self.model, self.layers)
+
+    def sparsity(self) -> float:
+        """Fraction of all managed weights that are zero."""
+        return sparsity(self.model, self.layers)
+
+    def remove_pruning_reparametrization(self) -> int:
+        """Fold the masks into plain weights; return how many layers were folded."""
+        return make_permanent(self.model)
