@@ -38,6 +38,8 @@ from .training import (
     build_optimizer,
     build_scheduler,
     evaluate,
+    final_lr,
+    fine_tune,
     train,
     train_baseline,
 )

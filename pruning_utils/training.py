@@ -41,6 +41,8 @@ __all__ = [
     "build_optimizer",
     "build_scheduler",
     "evaluate",
+    "final_lr",
+    "fine_tune",
     "train",
     "train_baseline",
 ]
@@ -244,6 +246,34 @@ def train(
             cb.on_epoch_end(state)
     bar.close()
     return history
+
+
+def final_lr(profile: str | Profile | None = None) -> float:
+    """The learning rate at the end of the profile's schedule (what "fine-tuning" retrains at)."""
+    prof = get_profile(profile)
+    return prof.lr * prof.lr_gamma ** len(prof.lr_milestones)
+
+
+def fine_tune(
+    model: nn.Module,
+    train_loader,
+    *,
+    epochs: int | None = None,
+    lr: float | None = None,
+    profile: str | Profile | None = None,
+    **train_kwargs,
+) -> dict:
+    """Retrain a (pruned) model at a constant small LR with :func:`train`; return the history.
+
+    Defaults: the profile's ``finetune_epochs`` and ``10 x`` its final learning rate. Masks from
+    :mod:`pruning_utils.masks` hold throughout; nothing else is needed.
+    """
+    prof = get_profile(profile)
+    epochs = prof.finetune_epochs if epochs is None else epochs
+    lr = 10 * final_lr(prof) if lr is None else lr
+    optimizer = build_optimizer(model, prof, lr=lr)
+    return train(model, train_loader, epochs=epochs, profile=prof, optimizer=optimizer,
+                 desc=train_kwargs.pop("desc", "fine-tune"), **train_kwargs)
 
 
 # ---------------------------------------------------------------------------------------------
