@@ -97,6 +97,6 @@ def plot_layer_sparsities(tables: dict, title: str = "sparsity per layer"):
     ax.set_xticks(range(len(layers)), layers)
     ax.set(ylabel="sparsity (%)", ylim=(0, 100), title=title)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     return fig
