@@ -24,6 +24,8 @@ from .masks import (
     get_mask,
     is_masked,
     layer_sparsities,
+    load_weights_keep_masks,
+    magnitude_prune,
     make_permanent,
     prunable_layers,
     sparsity,
@@ -40,9 +42,12 @@ from .training import (
     evaluate,
     final_lr,
     fine_tune,
+    lr_schedule,
     train,
     train_baseline,
 )
+from .iterative import IterativePruner, per_iteration_rate, sparsity_schedule
+from .rewinding import LRRewindPruner, iterative_targets
 from .unstructured import SimplePruner, ThresholdPruner
 
 __version__ = "0.1.0"

@@ -13,6 +13,7 @@ Masks only ever add zeros: masking a masked layer multiplies the masks.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from typing import Iterable
@@ -30,6 +31,9 @@ __all__ = [
     "get_mask",
     "is_masked",
     "layer_sparsities",
+    "load_weights_keep_masks",
+    "magnitude_prune",
+    "magnitude_scores",
     "make_permanent",
     "prunable_layers",
     "smallest_k",
@@ -92,7 +96,13 @@ def apply_mask(module: nn.Module, mask: torch.Tensor) -> torch.Tensor:
     mask = mask.detach().to(device=weight.device, dtype=weight.dtype)
     existing = _mask_module(module)
     if existing is None:
-        parametrize.register_parametrization(module, "weight", WeightMask(mask))
+        # ``original * mask`` keeps the weight's shape and dtype (checked just above), so the
+        # consistency check that ``register_parametrization`` would run, a full forward of the new
+        # parametrization, is skipped (``unsafe=True``); the flag is put back afterwards so checks on
+        # later parametrizations of this weight stay as they were.
+        was_unsafe = parametrize.is_parametrized(module, "weight") and module.parametrizations["weight"].unsafe
+        parametrize.register_parametrization(module, "weight", WeightMask(mask), unsafe=True)
+        module.parametrizations["weight"].unsafe = was_unsafe
     else:
         existing.mask.mul_(mask)
     enforce_masks(module)
@@ -177,11 +187,58 @@ def prunable_layers(
     return layers
 
 
+def _kthvalue(values: torch.Tensor, k: int) -> torch.Tensor:
+    """``torch.kthvalue(values, k).values`` (k is 1-based); MPS has no kthvalue, so it runs on the CPU."""
+    if values.device.type == "mps":
+        return torch.kthvalue(values.cpu(), k).values.to(values.device)
+    return torch.kthvalue(values, k).values
+
+
+_SAMPLE = 1 << 16  # sample size used to bracket the k-th value of large inputs
+
+
+def _kth_smallest(flat: torch.Tensor, k: int) -> tuple[torch.Tensor, int, torch.Tensor | None]:
+    """The k-th smallest value of the 1-D ``flat`` (``1 <= k <= numel``), exactly as ``torch.kthvalue``.
+
+    Returns ``(cut, below, ties)``: ``cut`` the value, ``below`` how many entries are strictly smaller,
+    ``ties`` the positions (ascending) of the entries equal to ``cut``, or None when not collected.
+
+    ``kthvalue`` copies its whole input and runs single-threaded; on large inputs this first brackets
+    the answer between two values from a fixed-seed random sample (Floyd-Rivest), counts the entries
+    below the bracket, and runs ``kthvalue`` only on the few entries inside it. Whenever the bracket
+    misses (unlikely, and always detected), it falls back to ``kthvalue`` on everything.
+    """
+    n = flat.numel()
+    if n > 16 * _SAMPLE:
+        gen = torch.Generator().manual_seed(0)  # private: the global RNG is not touched
+        picks = torch.randint(n, (_SAMPLE,), generator=gen).to(flat.device)
+        sample = flat[picks]
+        sample = (sample.cpu() if sample.device.type == "mps" else sample).sort().values
+        rank = k / n * _SAMPLE
+        margin = 6.0 * math.sqrt(max(rank * (1.0 - k / n), 1.0)) + 8.0
+        lo_i, hi_i = math.floor(rank - margin), math.ceil(rank + margin)
+        lo = sample[lo_i] if lo_i >= 0 else None
+        hi = sample[hi_i] if hi_i < _SAMPLE else None
+        below_lo = 0 if lo is None else int(torch.count_nonzero(flat < lo.to(flat.device)))
+        if below_lo < k:
+            inside = flat <= hi.to(flat.device) if hi is not None else ~torch.isnan(flat)
+            if lo is not None:
+                inside &= flat >= lo.to(flat.device)
+            positions = torch.nonzero(inside).view(-1)
+            if k <= below_lo + positions.numel():
+                values = flat[positions]
+                cut = _kthvalue(values, k - below_lo)
+                below = below_lo + int(torch.count_nonzero(values < cut))
+                return cut, below, positions[values == cut]
+    cut = _kthvalue(flat, k)
+    return cut, int(torch.count_nonzero(flat < cut)), None
+
+
 def smallest_k(scores: torch.Tensor, k: int) -> torch.Tensor:
     """Boolean tensor marking exactly ``k`` entries of ``scores`` with the smallest values.
 
     Ties at the cut-off are broken by position (first ones first), so the count is exact even when
-    many scores are equal. Runs in linear time (``kthvalue``), without sorting.
+    many scores are equal. Runs in linear time (``kthvalue``, see :func:`_kth_smallest`), without sorting.
     """
     flat = scores.reshape(-1)
     n = flat.numel()
@@ -192,12 +249,12 @@ def smallest_k(scores: torch.Tensor, k: int) -> torch.Tensor:
         return chosen.view_as(scores)
     if k == n:
         return chosen.fill_(True).view_as(scores)
-    cut = torch.kthvalue(flat.cpu() if flat.device.type == "mps" else flat, k).values.to(flat.device)
+    cut, below, ties = _kth_smallest(flat, k)
     torch.lt(flat, cut, out=chosen)
-    need = k - int(chosen.sum())
+    need = k - below
     if need:
-        ties = torch.nonzero(flat == cut).view(-1)[:need]
-        chosen[ties] = True
+        ties = torch.nonzero(flat == cut).view(-1) if ties is None else ties
+        chosen[ties[:need]] = True
     return chosen.view_as(scores)
 
 
@@ -230,3 +287,105 @@ def layer_sparsities(model: nn.Module, layers=None, **select) -> dict[str, float
         z, n = _zero_count(module)
         out[name] = z / n
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Magnitude selection shared by every unstructured pruner (one-shot, iterative, gradual, rewinding)
+# ---------------------------------------------------------------------------------------------
+
+
+def magnitude_scores(module: nn.Module) -> torch.Tensor:
+    """|w|, with already-masked entries at -1 so they rank below every live weight (even a live zero)."""
+    w = module.weight.detach().abs()
+    mask = get_mask(module)
+    return w if mask is None else torch.where(mask.bool(), w, torch.full_like(w, -1.0))
+
+
+def _n_masked(module: nn.Module) -> int:
+    mask = get_mask(module)
+    return 0 if mask is None else int((mask == 0).sum())
+
+
+@torch.no_grad()
+def _keep_masks(layers, target_sparsity: float) -> tuple[list[torch.Tensor], float]:
+    """Keep-masks (in each weight's dtype) pruning exactly ``round(target * total)`` of ``layers``' weights.
+
+    The selection of :func:`smallest_k` over the concatenated :func:`magnitude_scores`, done in fewer
+    passes: scores are written into one buffer, masks straight from it, and only the entries tied at the
+    cut are looked up by position. Returns the masks and the largest pruned magnitude.
+    """
+    weights = [m.weight.detach() for _, m in layers]
+    offsets = [0]
+    for w in weights:
+        offsets.append(offsets[-1] + w.numel())
+    n = offsets[-1]
+    flat = torch.empty(n, dtype=functools.reduce(torch.promote_types, [w.dtype for w in weights]),
+                       device=weights[0].device)
+    already = 0
+    for (_, module), w, start, end in zip(layers, weights, offsets, offsets[1:]):
+        torch.abs(w.reshape(-1), out=flat[start:end])
+        mask = get_mask(module)
+        if mask is not None:  # as in magnitude_scores: masked entries score -1
+            dead = mask.reshape(-1) == 0
+            flat[start:end].masked_fill_(dead, -1.0)
+            already += int(torch.count_nonzero(dead))
+    k = max(round(target_sparsity * n), already)
+    if k in (0, n):
+        threshold = float(flat.max()) if k > already else 0.0
+        return [torch.full_like(w, float(k == 0)) for w in weights], max(threshold, 0.0)
+    cut, below, ties = _kth_smallest(flat, k)
+    # keep = not among the k smallest: not below the cut, less the first entries tied at the cut
+    keeps = [torch.logical_not(flat[a:b] < cut, out=torch.empty_like(w).view(-1)).view_as(w)
+             for w, a, b in zip(weights, offsets, offsets[1:])]
+    need = k - below
+    if need:
+        ties = (torch.nonzero(flat == cut).view(-1) if ties is None else ties)[:need]
+        bounds = torch.searchsorted(ties, torch.tensor(offsets, device=ties.device)).tolist()
+        for keep, start, a, b in zip(keeps, offsets, bounds, bounds[1:]):
+            if b > a:
+                keep.view(-1)[ties[a:b] - start] = 0
+    threshold = float(cut) if k > already else 0.0  # the k-th smallest score is the largest pruned
+    return keeps, max(threshold, 0.0)
+
+
+@torch.no_grad()
+def magnitude_prune(layers, target_sparsity: float, scope: str = "global") -> float:
+    """Mask the smallest weights of ``layers`` so that exactly ``target_sparsity`` of them are zero.
+
+    ``scope="global"``: one ranking across all layers; ``"layer"``: every layer to the same sparsity.
+    Counts are exact (``round(target * n)``), ties included. Masks only add zeros, so a target below the
+    current sparsity changes nothing. Returns the largest magnitude pruned (0.0 if none).
+    """
+    target_sparsity = check_fraction(target_sparsity, "target_sparsity")
+    if scope not in ("global", "layer"):
+        raise ValueError(f"scope must be 'global' or 'layer'; got {scope!r}")
+    groups = [layers] if scope == "global" else [[item] for item in layers]
+    threshold, planned = 0.0, []
+    for group in groups:
+        keeps, group_threshold = _keep_masks(group, target_sparsity)
+        threshold = max(threshold, group_threshold)
+        planned += [(module, keep) for (_, module), keep in zip(group, keeps)]
+    for module, keep in planned:  # every mask computed first, then applied: all or nothing
+        apply_mask(module, keep)
+    return threshold
+
+
+@torch.no_grad()
+def load_weights_keep_masks(model: nn.Module, state_dict: dict) -> None:
+    """Copy a dense ``state_dict`` (plain ``conv1.weight`` names) into a model, masks kept and applied.
+
+    Used by weight rewinding: survivors get the saved values, pruned weights stay zero.
+    """
+    own = {}
+    for name, module in model.named_modules():
+        prefix = f"{name}." if name else ""
+        if is_masked(module):
+            own[f"{prefix}weight"] = module.parametrizations["weight"].original
+        for key, tensor in list(module.named_parameters(recurse=False)) + list(module.named_buffers(recurse=False)):
+            own.setdefault(f"{prefix}{key}", tensor)
+    missing = sorted(set(state_dict) - set(own))
+    if missing:
+        raise ValueError(f"state_dict has entries the model lacks: {missing[:5]}")
+    for key, value in state_dict.items():
+        own[key].copy_(value)
+    enforce_masks(model)

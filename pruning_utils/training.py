@@ -16,7 +16,6 @@ from typing import Callable, Iterable
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .config import (
@@ -42,6 +41,7 @@ __all__ = [
     "build_scheduler",
     "evaluate",
     "final_lr",
+    "lr_schedule",
     "fine_tune",
     "train",
     "train_baseline",
@@ -106,11 +106,28 @@ def build_optimizer(model: nn.Module, profile: str | Profile | None = None, *, l
     return torch.optim.SGD(model.parameters(), lr=lr, momentum=prof.momentum, weight_decay=prof.weight_decay)
 
 
+def _milestones(prof: Profile, epochs: int) -> list[int]:
+    return sorted({max(1, round(f * epochs)) for f in prof.lr_milestones if round(f * epochs) < epochs})
+
+
 def build_scheduler(optimizer: torch.optim.Optimizer, profile: str | Profile | None = None, *, epochs: int):
     """The profile's step schedule: LR times ``lr_gamma`` at each milestone fraction of ``epochs``."""
     prof = get_profile(profile)
-    milestones = sorted({max(1, round(f * epochs)) for f in prof.lr_milestones if round(f * epochs) < epochs})
-    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=prof.lr_gamma)
+    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=_milestones(prof, epochs), gamma=prof.lr_gamma)
+
+
+def lr_schedule(profile: str | Profile | None = None, *, epochs: int, lr: float | None = None) -> list[float]:
+    """The learning rate of every epoch of an ``epochs``-long run under the profile's step schedule.
+
+    The same numbers :func:`build_scheduler` produces, as a plain list (rewinding replays a slice of it).
+
+    >>> lr_schedule("quick", epochs=4)
+    [0.05, 0.05, 0.005000000000000001, 0.0005000000000000001]
+    """
+    prof = get_profile(profile)
+    lr = prof.lr if lr is None else lr
+    steps = _milestones(prof, epochs)
+    return [lr * prof.lr_gamma ** sum(e >= m for m in steps) for e in range(epochs)]
 
 
 def _cross_entropy(outputs: torch.Tensor, targets: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:

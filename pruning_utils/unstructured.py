@@ -17,25 +17,15 @@ from .masks import (
     enforce_masks,
     get_mask,
     layer_sparsities,
+    magnitude_prune,
+    magnitude_scores,
     make_permanent,
     prunable_layers,
     smallest_k,
     sparsity,
 )
 
-__all__ = ["SimplePruner", "ThresholdPruner", "global_magnitude_masks", "magnitude_mask"]
-
-
-def _scores(module: nn.Module) -> torch.Tensor:
-    """|w| with already-masked entries at -1, so they sort below every live weight (even a live zero)."""
-    w = module.weight.detach().abs()
-    mask = get_mask(module)
-    return w if mask is None else torch.where(mask.bool(), w, torch.full_like(w, -1.0))
-
-
-def _n_masked(module: nn.Module) -> int:
-    mask = get_mask(module)
-    return 0 if mask is None else int((mask == 0).sum())
+__all__ = ["SimplePruner", "ThresholdPruner", "magnitude_mask"]
 
 
 @torch.no_grad()
@@ -46,32 +36,10 @@ def magnitude_mask(module: nn.Module, amount: float) -> torch.Tensor:
     twice at 0.5 leaves 25% of the weights.
     """
     amount = check_fraction(amount, "amount")
-    already = _n_masked(module)
+    mask = get_mask(module)
+    already = 0 if mask is None else int((mask == 0).sum())
     k_new = round(amount * (module.weight.numel() - already))
-    return ~smallest_k(_scores(module), already + k_new)
-
-
-@torch.no_grad()
-def global_magnitude_masks(layers, target_sparsity: float) -> tuple[dict[str, torch.Tensor], float]:
-    """Keep-masks for ``layers`` with exactly ``round(target * total)`` weights pruned across all of them.
-
-    Already-pruned weights count towards the target (masks only add zeros, so a target below the
-    current sparsity changes nothing). Returns ``(masks by layer name, threshold)`` where the threshold is
-    the largest magnitude that was pruned (0.0 when nothing live was pruned).
-    """
-    target_sparsity = check_fraction(target_sparsity, "target_sparsity")
-    scores = [_scores(m).reshape(-1) for _, m in layers]
-    flat = torch.cat(scores)
-    already = int((flat < 0).sum())
-    k = max(round(target_sparsity * flat.numel()), already)
-    chosen = smallest_k(flat, k)
-    pruned_scores = flat[chosen]
-    threshold = float(pruned_scores.max()) if k > already else 0.0
-    masks, start = {}, 0
-    for (name, module), s in zip(layers, scores):
-        masks[name] = (~chosen[start : start + s.numel()]).view_as(module.weight)
-        start += s.numel()
-    return masks, max(threshold, 0.0)
+    return ~smallest_k(magnitude_scores(module), already + k_new)
 
 
 class SimplePruner:
@@ -160,9 +128,8 @@ class ThresholdPruner:
         The count is exact (up to rounding to one weight) even when magnitudes tie. Returns the
         threshold: the largest magnitude that was pruned.
         """
-        masks, threshold = global_magnitude_masks(self.layers, target_sparsity)
-        for name, module in self.layers:
-            self.masks[name] = apply_mask(module, masks[name])
+        threshold = magnitude_prune(self.layers, target_sparsity, scope="global")
+        self.masks = {name: get_mask(module) for name, module in self.layers}
         return threshold
 
     def apply_masks_during_training(self) -> None:

@@ -1,0 +1,202 @@
+"""Fine-tuning vs learning-rate rewinding vs weight rewinding (Renda, Frankle & Carbin, ICLR 2020).
+
+A dense network is trained for ``T`` epochs under a step schedule; the rewind point is epoch
+``T - t``. After pruning, the survivors are retrained for ``t`` epochs in one of three ways:
+
+* ``"ft"``  fine-tuning: keep the trained weights, constant LR = the schedule's final (smallest) LR;
+* ``"lrr"`` learning-rate rewinding: keep the trained weights, replay the LR schedule from epoch ``T - t``;
+* ``"wr"``  weight rewinding: reset the survivors to their values at epoch ``T - t`` (and the optimizer
+  state saved there), then replay the schedule from there, as in lottery-ticket rewinding.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+from torch import nn
+
+from .config import Profile, get_device, get_profile
+from .masks import check_fraction, load_weights_keep_masks, magnitude_prune, prunable_layers, sparsity
+from .training import Callback, build_optimizer, evaluate, lr_schedule, train
+
+__all__ = ["LRRewindPruner", "MODES", "iterative_targets"]
+
+MODES = ("ft", "lrr", "wr")
+
+
+def iterative_targets(target_sparsity: float, per_round: float = 0.2) -> list[float]:
+    """Sparsity after each round when every round prunes ``per_round`` of the remaining weights.
+
+    The last round stops exactly at the target (Renda et al. prune 20% per round).
+
+    >>> [round(s, 3) for s in iterative_targets(0.5)]
+    [0.2, 0.36, 0.488, 0.5]
+    """
+    target = check_fraction(target_sparsity, "target_sparsity")
+    per_round = check_fraction(per_round, "per_round")
+    if per_round == 0:
+        raise ValueError("per_round must be in (0, 1); got 0")
+    if target == 0:
+        return [0.0]
+    rounds = math.ceil(math.log(1 - target) / math.log(1 - per_round) - 1e-9)
+    steps = [1 - (1 - per_round) ** (i + 1) for i in range(rounds - 1)]
+    return steps + [target]
+
+
+def _plain_name(name: str) -> str:
+    """``conv1.parametrizations.weight.original`` -> ``conv1.weight``: masked or not, one name."""
+    return name.replace(".parametrizations.weight.original", ".weight")
+
+
+def _state_by_name(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    """The optimizer's per-parameter state (momentum buffers) keyed by parameter name.
+
+    Index-based ``optimizer.state_dict()`` breaks once masks are attached: parametrize moves each
+    masked weight, which reorders ``model.parameters()``.
+    """
+    names = {id(p): _plain_name(n) for n, p in model.named_parameters()}
+    return {names[id(p)]: copy.deepcopy(st) for p, st in optimizer.state.items() if id(p) in names}
+
+
+def _load_state_by_name(model: nn.Module, optimizer: torch.optim.Optimizer, saved: dict) -> None:
+    for name, param in model.named_parameters():
+        st = saved.get(_plain_name(name))
+        if st is not None:
+            optimizer.state[param] = copy.deepcopy(st)
+
+
+class _SaveAtEpoch(Callback):
+    def __init__(self, pruner: "LRRewindPruner", epoch: int):
+        self.pruner, self.epoch = pruner, epoch
+
+    def on_train_begin(self, state):
+        if self.epoch == 0:
+            self.pruner.save_rewind_point(state.optimizer)
+
+    def on_epoch_end(self, state):
+        if state.epoch + 1 == self.epoch:  # after `epoch` epochs: the weights epoch `epoch` starts from
+            self.pruner.save_rewind_point(state.optimizer)
+
+
+class LRRewindPruner:
+    """Prune a trained network and retrain it by fine-tuning, LR rewinding or weight rewinding.
+
+    ``initial_lr`` and the profile's step schedule over ``total_epochs`` (default: the profile's
+    epochs) define the LR at every epoch; ``rewind_epoch`` is ``T - t``.
+    """
+
+    def __init__(self, model: nn.Module, initial_lr: float = 0.1, rewind_epoch: int = 10, *,
+                 total_epochs: int | None = None, profile: str | Profile | None = None, device=None,
+                 scope: str = "global", progress: bool = False):
+        self.profile = get_profile(profile)
+        self.total_epochs = self.profile.epochs if total_epochs is None else total_epochs
+        if isinstance(self.total_epochs, bool) or not isinstance(self.total_epochs, int) or self.total_epochs < 1:
+            raise ValueError(f"total_epochs must be an int >= 1; got {self.total_epochs!r}")
+        if isinstance(rewind_epoch, bool) or not isinstance(rewind_epoch, int) or not 0 <= rewind_epoch < self.total_epochs:
+            raise ValueError(f"rewind_epoch must be an int in [0, {self.total_epochs}); got {rewind_epoch!r}")
+        if not (isinstance(initial_lr, (int, float)) and initial_lr > 0):
+            raise ValueError(f"initial_lr must be a positive number; got {initial_lr!r}")
+        if scope not in ("global", "layer"):
+            raise ValueError(f"scope must be 'global' or 'layer'; got {scope!r}")
+        self.model = model
+        self.initial_lr = float(initial_lr)
+        self.rewind_epoch = rewind_epoch
+        self.device = get_device(device)
+        self.scope = scope
+        self.progress = progress
+        self.layers = prunable_layers(model)
+        self.schedule = lr_schedule(self.profile, epochs=self.total_epochs, lr=self.initial_lr)
+        self.saved_state: dict | None = None
+        self.trained_state: dict | None = None
+
+    # -- the tutorial's API, made real -------------------------------------------------------
+
+    def lr_at(self, epoch: int) -> float:
+        """The dense schedule's LR at ``epoch`` (0-based)."""
+        return self.schedule[min(epoch, self.total_epochs - 1)]
+
+    def save_rewind_point(self, optimizer: torch.optim.Optimizer) -> dict:
+        """Remember the weights, the optimizer state and the LR of the rewind epoch."""
+        self.saved_state = {
+            "epoch": self.rewind_epoch,
+            "lr": self.lr_at(self.rewind_epoch),
+            "weights": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+            "optimizer": _state_by_name(self.model, optimizer),
+        }
+        return self.saved_state
+
+    def rewind_learning_rate(self, optimizer: torch.optim.Optimizer) -> float:
+        """Set every param group's LR to the rewind point's LR; return it."""
+        if self.saved_state is None:
+            raise RuntimeError("no rewind point saved yet: call save_rewind_point (or train_dense) first")
+        for group in optimizer.param_groups:
+            group["lr"] = self.saved_state["lr"]
+        return self.saved_state["lr"]
+
+    # -- dense training with the rewind point ----------------------------------------------------
+
+    def train_dense(self, train_loader, val_loader=None) -> dict:
+        """Train the dense model for ``total_epochs`` under the schedule, saving the rewind point."""
+        optimizer = build_optimizer(self.model, self.profile, lr=self.initial_lr)
+        history = train(self.model, train_loader, epochs=self.total_epochs, profile=self.profile,
+                        optimizer=optimizer, scheduler=self._replay(optimizer, 0), val_loader=val_loader,
+                        device=self.device, callbacks=[_SaveAtEpoch(self, self.rewind_epoch)],
+                        progress=self.progress, desc="dense")
+        self.trained_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        return history
+
+    def _replay(self, optimizer, start: int):
+        """Scheduler that sets epoch i's LR to the dense schedule's LR at ``start + i``."""
+        base = optimizer.param_groups[0]["lr"]
+        for group in optimizer.param_groups:
+            group["lr"] = self.lr_at(start)
+            group["initial_lr"] = base
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: self.lr_at(start + i) / base)
+
+    # -- prune + retrain -------------------------------------------------------------------------
+
+    def retrain(self, train_loader, mode: str, epochs: int | None = None, val_loader=None) -> dict:
+        """Retrain the (masked) model for ``epochs`` (default ``T - rewind_epoch``) in ``mode``."""
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}; got {mode!r}")
+        epochs = self.total_epochs - self.rewind_epoch if epochs is None else epochs
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+            raise ValueError(f"epochs must be an int >= 0; got {epochs!r}")
+        if mode == "wr" and self.saved_state is None:
+            raise RuntimeError("weight rewinding needs a rewind point: call train_dense or save_rewind_point first")
+        optimizer = build_optimizer(self.model, self.profile, lr=self.initial_lr)
+        if mode == "ft":
+            scheduler = self._replay(optimizer, self.total_epochs - 1)  # the final LR, every epoch
+        else:
+            if mode == "wr":
+                load_weights_keep_masks(self.model, self.saved_state["weights"])
+                _load_state_by_name(self.model, optimizer, self.saved_state["optimizer"])
+            scheduler = self._replay(optimizer, self.rewind_epoch)
+        return train(self.model, train_loader, epochs=epochs, profile=self.profile, optimizer=optimizer,
+                     scheduler=scheduler, val_loader=val_loader, device=self.device,
+                     progress=self.progress, desc=f"retrain ({mode})")
+
+    def prune_and_retrain(self, train_loader, mode: str, target_sparsity: float, *, iterative: bool = False,
+                          per_round: float = 0.2, epochs: int | None = None, eval_loader=None) -> list[dict]:
+        """Prune to ``target_sparsity`` (one-shot, or ``per_round`` of the survivors per round) and retrain.
+
+        Returns one record per round: sparsity, accuracy after pruning and after retraining (on
+        ``eval_loader`` when given) and the LRs used.
+        """
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}; got {mode!r}")
+        targets = iterative_targets(target_sparsity, per_round) if iterative else [check_fraction(target_sparsity, "target_sparsity")]
+        records = []
+        for i, target in enumerate(targets, start=1):
+            magnitude_prune(self.layers, target, scope=self.scope)
+            record = {"round": i, "sparsity": sparsity(self.model, self.layers)}
+            if eval_loader is not None:
+                record["acc_after_prune"] = evaluate(self.model, eval_loader, device=self.device)["accuracy"]
+            history = self.retrain(train_loader, mode, epochs=epochs)
+            record["lrs"] = history["lr"]
+            if eval_loader is not None:
+                record["acc_after_retrain"] = evaluate(self.model, eval_loader, device=self.device)["accuracy"]
+            records.append(record)
+        return records
