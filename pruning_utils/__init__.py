@@ -49,5 +49,6 @@ from .training import (
 from .iterative import IterativePruner, per_iteration_rate, sparsity_schedule
 from .rewinding import LRRewindPruner, iterative_targets
 from .unstructured import SimplePruner, ThresholdPruner
+from .structured import StructuredPruner, compare_latency, find_channel_groups, prune_resnet, prune_simple_cnn
 
 __version__ = "0.1.0"

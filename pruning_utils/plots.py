@@ -9,10 +9,19 @@ from matplotlib.ticker import MaxNLocator
 
 __all__ = [
     "plot_accuracy_vs_sparsity",
+    "plot_iterative_history",
     "plot_layer_sparsities",
+    "plot_lr_schedules",
     "plot_samples",
     "plot_training_curves",
     "plot_weight_histograms",
+    "plot_filter_importance",
+    "plot_accuracy_vs_params",
+    "plot_speedups",
+    "plot_soft_targets",
+    "plot_results_by_seed",
+    "plot_sparsity_schedule",
+    "plot_pruning_runs",
 ]
 
 
@@ -98,5 +107,182 @@ def plot_layer_sparsities(tables: dict, title: str = "sparsity per layer"):
     ax.set(ylabel="sparsity (%)", ylim=(0, 100), title=title)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    return fig
+
+
+def plot_filter_importance(scores, keep=None, title: str = "filter importance"):
+    """One layer's filter scores as bars, most important first; filters not in ``keep`` are marked pruned."""
+    from matplotlib.patches import Patch
+
+    scores = torch.as_tensor(scores).detach().cpu().float()
+    order = torch.argsort(scores, descending=True, stable=True)
+    kept = torch.ones(len(scores), dtype=torch.bool)
+    if keep is not None:
+        kept[:] = False
+        kept[torch.as_tensor(keep, dtype=torch.long).cpu()] = True
+    fig, ax = plt.subplots(figsize=(max(6.5, 0.12 * len(scores)), 3.5))
+    colors = ["tab:blue" if kept[i] else "tab:red" for i in order.tolist()]
+    ax.bar(range(len(scores)), scores[order].numpy(), color=colors, width=0.85)
+    if keep is not None:
+        ax.legend(handles=[Patch(color="tab:blue", label=f"kept ({int(kept.sum())})"),
+                           Patch(color="tab:red", label=f"pruned ({int((~kept).sum())})")])
+    ax.set(xlabel="filters, sorted by score", ylabel="score", title=title)
+    ax.set_xticks([])
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_accuracy_vs_params(curves: dict, dense_params: int, baseline: float | None = None,
+                            title: str = "accuracy vs parameters removed"):
+    """``curves = {method: {stage: (parameter counts, accuracies in [0, 1])}}``: a colour per method,
+    a line style per stage (e.g. dotted before fine-tuning, solid after)."""
+    styles = [":", "-", "--", "-."]
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for k, (method, stages) in enumerate(curves.items()):
+        for j, (stage, (params, acc)) in enumerate(stages.items()):
+            ax.plot([100 * (1 - p / dense_params) for p in params], [100 * a for a in acc], color=f"C{k}",
+                    linestyle=styles[j % len(styles)], marker="o", label=f"{method}, {stage}")
+    if baseline is not None:
+        ax.axhline(100 * baseline, color="gray", linestyle="--", label=f"dense ({100 * baseline:.1f}%)")
+    ax.set(xlabel="parameters removed (% of the dense model)", ylabel="test accuracy (%)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_speedups(factors: dict, title: str = "how many times smaller / faster than dense"):
+    """Grouped bars of "x times" factors: ``factors = {setting: {measure: factor}}``, with a line at 1x."""
+    settings = list(factors)
+    measures = list(dict.fromkeys(m for f in factors.values() for m in f))
+    width = 0.8 / len(measures)
+    fig, ax = plt.subplots(figsize=(max(6.5, 1.6 * len(settings)), 4))
+    for i, measure in enumerate(measures):
+        xs = [j + (i - (len(measures) - 1) / 2) * width for j in range(len(settings))]
+        values = [factors[s].get(measure, float("nan")) for s in settings]
+        bars = ax.bar(xs, values, width=width, label=measure)
+        ax.bar_label(bars, labels=[f"{v:.1f}x" if v == v else "" for v in values], fontsize=8, padding=2)
+    ax.axhline(1.0, color="gray", linestyle="--", linewidth=1)
+    ax.set_xticks(range(len(settings)), settings)
+    ax.set_yscale("log")
+    top = max(v for f in factors.values() for v in f.values())
+    ticks = [t for t in (0.5, 1, 2, 5, 10, 20, 50, 100) if t <= 1.5 * top]
+    ax.set_yticks(ticks, [f"{t:g}x" for t in ticks])
+    ax.minorticks_off()
+    ax.set(ylabel="factor vs dense", title=title)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def plot_iterative_history(history: list, initial: float | None = None, title: str = "iterative pruning"):
+    """Sawtooth of accuracy after each prune and each fine-tune, against the sparsity reached."""
+    xs, ys = [], []
+    if initial is not None:
+        xs.append(0.0)
+        ys.append(100 * initial)
+    for r in history:
+        xs += [100 * r["sparsity"], 100 * r["sparsity"]]
+        ys += [100 * r["acc_after_prune"], 100 * r["acc_after_finetune"]]
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    ax.plot(xs, ys, color="gray", alpha=0.5)
+    ax.scatter([100 * r["sparsity"] for r in history], [100 * r["acc_after_prune"] for r in history],
+               marker="v", color="tab:red", label="after pruning", zorder=3)
+    ax.scatter([100 * r["sparsity"] for r in history], [100 * r["acc_after_finetune"] for r in history],
+               marker="o", color="tab:green", label="after fine-tuning", zorder=3)
+    ax.set(xlabel="sparsity (%)", ylabel="accuracy (%)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_lr_schedules(schedules: dict, offsets: dict | None = None, title: str = "learning rate"):
+    """Step plots of learning-rate lists; ``offsets`` shifts a schedule to start at that epoch."""
+    offsets = offsets or {}
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for name, lrs in schedules.items():
+        start = offsets.get(name, 0)
+        ax.step(range(start, start + len(lrs)), lrs, where="post", label=name)
+    ax.set_yscale("log")
+    ax.set(xlabel="epoch", ylabel="learning rate", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_soft_targets(probs: dict, title: str = "teacher's soft targets"):
+    """Grouped bars: one class distribution per label, ``probs = {label: probabilities per class}``."""
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    n = len(probs)
+    width = 0.8 / max(n, 1)
+    for i, (label, p) in enumerate(probs.items()):
+        p = torch.as_tensor(p).detach().flatten().cpu()
+        ax.bar([c + (i - (n - 1) / 2) * width for c in range(len(p))], p.tolist(), width=width, label=label)
+    ax.set(xlabel="class", ylabel="probability", title=title)
+    ax.set_xticks(range(len(p)))
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_results_by_seed(results: dict, baseline: float | None = None, title: str = "test accuracy",
+                         ylabel: str = "test accuracy (%)"):
+    """One column per method: a dot per seed and a line at the mean; ``results = {label: [fractions]}``."""
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.3 * len(results) + 2), 3.8))
+    for i, (label, values) in enumerate(results.items()):
+        values = [100 * v for v in values]
+        ax.hlines(sum(values) / len(values), i - 0.3, i + 0.3, color=f"C{i}", linewidth=2.5,
+                  label="mean" if i == 0 else None)
+        ax.scatter([i] * len(values), values, color=f"C{i}", alpha=0.7, zorder=3)
+    if baseline is not None:
+        ax.axhline(100 * baseline, color="gray", linestyle="--", label=f"dense ({100 * baseline:.1f}%)")
+    ax.legend(loc="lower right")
+    lows = [100 * min(v) for v in results.values()] + ([100 * baseline] if baseline is not None else [])
+    highs = [100 * max(v) for v in results.values()] + ([100 * baseline] if baseline is not None else [])
+    pad = max(1.0, 0.15 * (max(highs) - min(lows)))
+    ax.set_ylim(min(lows) - pad, min(100.0, max(highs) + pad))
+    ax.set_xticks(range(len(results)))
+    ax.set_xticklabels(list(results))
+    ax.set(ylabel=ylabel, title=title)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_sparsity_schedule(steps, values, applied=None, title: str = "sparsity schedule"):
+    """A schedule's curve (``values`` at ``steps``) and, as a staircase, the ``(step, target)`` updates applied."""
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.plot(list(steps), [100 * v for v in values], label="schedule")
+    if applied:
+        xs, ys = zip(*applied)
+        ax.step(xs, [100 * y for y in ys], where="post", color="tab:red", alpha=0.7, label="masks updated")
+        ax.scatter(xs, [100 * y for y in ys], color="tab:red", s=14, zorder=3)
+    ax.set(xlabel="training step", ylabel="sparsity (%)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_pruning_runs(runs: dict, title: str = "pruning during training"):
+    """Sparsity (top) and accuracy (bottom) against the training step for each run.
+
+    ``runs = {label: {"step": [...], "sparsity": [...], "accuracy": [...]}}`` with fractions in [0, 1].
+    """
+    fig, (ax_s, ax_a) = plt.subplots(2, 1, figsize=(7, 5.5), sharex=True)
+    for label, r in runs.items():
+        ax_s.plot(r["step"], [100 * s for s in r["sparsity"]], label=label)
+        ax_a.plot(r["step"], [100 * a for a in r["accuracy"]], label=label)
+    ax_s.set(ylabel="sparsity (%)", title=title)
+    ax_a.set(xlabel="training step", ylabel="validation accuracy (%)")
+    for ax in (ax_s, ax_a):
+        ax.grid(alpha=0.3)
+        ax.legend()
     fig.tight_layout()
     return fig

@@ -1,0 +1,164 @@
+"""Structured (filter) pruning: parameters, FLOPs and measured CPU latency, dense vs pruned.
+
+Run from the repository root::
+
+    python benchmarks/structured_speedup.py            # ResNet-56 and VGG-11 (32x32), 7 rounds
+    python benchmarks/structured_speedup.py --rounds 9
+    python benchmarks/structured_speedup.py --quick    # ResNet-20 and a narrow VGG, finishes in seconds
+
+Models are randomly initialised (seed 0): which filters go does not change sizes or speed. ResNet-56 loses
+inner block channels only (``prune_resnet``), VGG-11 loses filters of every conv and the matching
+columns of its Linear head (``prune_simple_cnn``). Each pruned model is timed against the dense one
+with ``compare_latency``: ``torch.utils.benchmark`` with all of torch's threads, dense and pruned in
+alternating order for several rounds, the median of the per-round speedups. The goal of issue 5 is a
+latency speedup of at least 0.8 x the FLOPs reduction; the last columns say whether each run met it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import platform
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from pruning_utils import StructuredPruner, cifar_resnet, compare_latency  # noqa: E402
+
+UNSTABLE = 1.5  # dense slowest/fastest round above this: the machine was busy, the speedup is unreliable
+VGG11 = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
+
+
+def vgg(config=VGG11, num_classes: int = 10) -> nn.Sequential:
+    """VGG with BatchNorm for 32x32 inputs: conv-BN-ReLU blocks, max-pooling to 1x1, a Linear head."""
+    layers, prev = [], 3
+    for v in config:
+        if v == "M":
+            layers.append(nn.MaxPool2d(2))
+        else:
+            layers += [nn.Conv2d(prev, v, 3, padding=1, bias=False), nn.BatchNorm2d(v), nn.ReLU(inplace=True)]
+            prev = v
+    layers += [nn.Flatten(), nn.Linear(prev, num_classes)]
+    return nn.Sequential(*layers)
+
+
+def quiet_malloc() -> None:
+    """Stop glibc from returning and re-faulting big activation buffers (see PERFORMANCE-NOTES)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{cpu} | {os.cpu_count()} CPUs | torch {torch.__version__} ({torch.get_num_threads()} threads) | "
+            f"python {platform.python_version()}")
+
+
+def load() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="ResNet-20 and a quarter-width VGG-11, short timing")
+    parser.add_argument("--rounds", type=int, default=None, help="alternating timing rounds (default 7, quick 2)")
+    parser.add_argument("--min-run-time", type=float, default=None,
+                        help="seconds per blocked_autorange measurement (default 0.5, quick 0.05)")
+    parser.add_argument("--ratios", type=float, nargs="+", default=[0.3, 0.5])
+    parser.add_argument("--round-to", type=int, nargs="+", default=[1, 8],
+                        help="kept-channel multiples to compare (1 = no rounding)")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 64])
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
+    args = parser.parse_args(argv)
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error("--threads must be >= 1")
+        torch.set_num_threads(args.threads)
+    rounds = args.rounds or (2 if args.quick else 7)
+    min_run_time = args.min_run_time or (0.05 if args.quick else 0.5)
+    if rounds < 1 or min_run_time <= 0:
+        parser.error("--rounds must be >= 1 and --min-run-time > 0")
+
+    quiet_malloc()
+    torch.manual_seed(0)
+    if args.quick:
+        models = {"ResNet-20": cifar_resnet(20), "VGG-11/4": vgg(tuple(v if v == "M" else v // 4 for v in VGG11))}
+    else:
+        models = {"ResNet-56": cifar_resnet(56), "VGG-11": vgg()}
+    print(f"machine: {machine()}")
+    print(f"load average at start: {load()} | {rounds} rounds x blocked_autorange({min_run_time} s), "
+          f"median of per-round speedups | input 3x32x32, random init (seed 0)\n", flush=True)
+
+    rows = []
+    for name, model in models.items():
+        model.eval()
+        for ratio in args.ratios:
+            widths_seen = {}
+            for round_to in args.round_to:
+                pruner = StructuredPruner(model, round_to=round_to, input_size=(1, 3, 32, 32))
+                pruned = pruner.prune(ratio).eval()
+                report = pruner.report
+                widths = tuple(r.out_after for r in report.rows)
+                if widths in widths_seen:  # rounding changed nothing: same model, no need to time it again
+                    widths_seen[widths][2].append(round_to)
+                    continue
+                speedups = []
+                for batch in args.batches:
+                    x = torch.randn(batch, 3, 32, 32)
+                    timing = compare_latency({"dense": model, "pruned": pruned}, x, rounds=rounds,
+                                             min_run_time=min_run_time)
+                    dense_times = timing["dense"]["times"]
+                    spread = max(dense_times) / min(dense_times)  # same model, same input: should be ~1
+                    speedups.append((timing["pruned"]["speedup"], spread > UNSTABLE))
+                    print(f"  {name} {ratio:.0%} round_to={round_to} batch {batch}: dense "
+                          f"{timing['dense']['seconds'] * 1e3:.2f} ms, "
+                          f"pruned {timing['pruned']['seconds'] * 1e3:.2f} ms, "
+                          f"dense slowest/fastest round {spread:.2f}", flush=True)
+                rows.append([name, ratio, [round_to], report.params_ratio, report.flops_ratio, speedups])
+                widths_seen[widths] = rows[-1]
+
+    batches = args.batches
+    print()
+    print("| model | filters pruned | round_to | params ratio | FLOPs ratio | "
+          + " | ".join(f"speedup b{b}" for b in batches) + " | "
+          + " | ".join(f"speedup/FLOPs b{b}" for b in batches) + " |")
+    print("|---|---:|---:|---:|---:|" + "---:|" * (2 * len(batches)))
+    met, unstable = [], 0
+    for name, ratio, round_to, p, f, speedups in rows:
+        eff = [s / f for s, _ in speedups]
+        met += [e >= 0.8 for e in eff]
+        unstable += sum(u for _, u in speedups)
+        print(f"| {name} | {ratio:.0%} | {' = '.join(map(str, round_to))} | {p:.2f}x | {f:.2f}x | "
+              + " | ".join(f"{s:.2f}x{' ⚠' if u else ''}" for s, u in speedups) + " | "
+              + " | ".join(f"{e:.2f}{'' if e >= 0.8 else ' ✗'}" for e in eff) + " |")
+    print(f"\ngoal speedup >= 0.8 x FLOPs ratio met in {sum(met)} of {len(met)} measurements (✗ = missed); "
+          f"'1 = 8' in round_to: rounding kept the same widths, timed once")
+    if unstable:
+        print(f"⚠ {unstable} measurement(s) unstable: the dense model's slowest round took over "
+              f"{UNSTABLE}x its fastest, "
+              f"so something else was using the CPU; rerun on a quiet machine"
+              + (" or with --threads 1" if torch.get_num_threads() > 1 else ""))
+    print(f"load average at end: {load()}")
+
+
+if __name__ == "__main__":
+    main()

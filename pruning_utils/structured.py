@@ -1,0 +1,754 @@
+"""Structured pruning: remove whole filters (output channels) and hidden neurons.
+
+Unstructured pruning leaves every tensor its shape and only writes zeros; structured pruning builds
+*smaller* layers, so the network really has fewer parameters and FLOPs and runs faster on any
+hardware. The price is bookkeeping: a conv's output channels are also its BatchNorm's channels and the
+next layer's input channels (after ``Flatten`` they are whole blocks of a Linear layer's input
+columns). The layers that share one set of channels form a :class:`ChannelGroup`, pruned together
+with the same kept indices.
+
+:class:`StructuredPruner` finds those groups in
+
+* ``nn.Sequential`` chains (CNNs with a Linear head, MLPs): conv -> [BN] -> activation/pooling ->
+  next conv, or -> Flatten -> Linear; Linear -> [BN] -> activation -> next Linear;
+* residual blocks whose wiring it knows (the course's and torchvision's ``BasicBlock``, torchvision's
+  ``Bottleneck``): only the *inner* channels (Li et al. 2017), never the channels an addition joins.
+
+Anything else on a channel's path (a grouped or depthwise conv, an unknown module) raises a
+``ValueError`` naming the layer, rather than returning a silently broken model.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import statistics
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+from torch.utils.flop_counter import FlopCounterMode
+
+from .masks import check_fraction
+
+__all__ = [
+    "IMPORTANCE",
+    "ChannelGroup",
+    "LayerChange",
+    "PruningReport",
+    "StructuredPruner",
+    "bn_scale_importance",
+    "channels_to_keep",
+    "compare_latency",
+    "find_channel_groups",
+    "l1_importance",
+    "l2_importance",
+    "prune_resnet",
+    "prune_simple_cnn",
+    "structure_report",
+]
+
+_CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_NORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+# Layers that act on each channel separately, so removing a channel before them removes it after them.
+_ELEMENTWISE = (
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish, nn.Sigmoid,
+    nn.Tanh, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.Softplus, nn.Identity,
+    nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
+)
+_POOL = (
+    nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
+    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
+    nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d,
+)
+# Residual blocks whose inner channels are known to be private: (producer, its BN, consumer) triples.
+_BLOCKS = {
+    "pruning_utils.models.BasicBlock": (("conv1", "bn1", "conv2"),),
+    "torchvision.models.resnet.BasicBlock": (("conv1", "bn1", "conv2"),),
+    "torchvision.models.resnet.Bottleneck": (("conv1", "bn1", "conv2"), ("conv2", "bn2", "conv3")),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Importance criteria: one function each, ``(layer, bn) -> one score per output channel``
+# ---------------------------------------------------------------------------------------------
+
+
+def l1_importance(layer: nn.Module, bn: nn.Module | None = None) -> torch.Tensor:
+    """Sum of |w| over each filter (output channel) of a conv or Linear layer (Li et al. 2017)."""
+    return layer.weight.detach().abs().flatten(1).sum(1)
+
+
+def l2_importance(layer: nn.Module, bn: nn.Module | None = None) -> torch.Tensor:
+    """Euclidean norm of each filter (output channel) of a conv or Linear layer."""
+    return layer.weight.detach().flatten(1).norm(dim=1)
+
+
+def bn_scale_importance(layer: nn.Module, bn: nn.Module | None = None) -> torch.Tensor:
+    """|gamma| of the BatchNorm that follows the layer (network slimming, Liu et al. 2017)."""
+    if bn is None or not getattr(bn, "affine", False):
+        raise ValueError("the bn_scale criterion needs an affine BatchNorm right after the pruned layer")
+    return bn.weight.detach().abs()
+
+
+IMPORTANCE: dict[str, Callable] = {"l1": l1_importance, "l2": l2_importance, "bn_scale": bn_scale_importance}
+
+
+def _criterion(importance) -> Callable:
+    if callable(importance):
+        return importance
+    if isinstance(importance, str) and importance in IMPORTANCE:
+        return IMPORTANCE[importance]
+    raise ValueError(f"importance must be one of {sorted(IMPORTANCE)} or a function (layer, bn) -> scores; "
+                     f"got {importance!r}")
+
+
+def _check_round_to(round_to) -> int:
+    if isinstance(round_to, bool) or not isinstance(round_to, int) or round_to < 1:
+        raise ValueError(f"round_to must be a positive int; got {round_to!r}")
+    return round_to
+
+
+def channels_to_keep(total: int, prune_ratio: float, round_to: int = 1) -> int:
+    """How many of ``total`` channels survive when ``prune_ratio`` of them go; always at least 1.
+
+    With ``round_to > 1`` the count is rounded to the nearest multiple of ``round_to`` (never below
+    ``round_to``, never above ``total``); a layer that loses nothing stays whole.
+
+    >>> channels_to_keep(32, 0.3), channels_to_keep(32, 0.3, round_to=8), channels_to_keep(16, 0.999)
+    (22, 24, 1)
+    """
+    prune_ratio = check_fraction(prune_ratio, "prune_ratio")
+    _check_round_to(round_to)
+    keep = max(1, total - round(prune_ratio * total))
+    if round_to > 1 and keep < total:
+        keep = min(total, round_to * max(1, int(keep / round_to + 0.5)))
+    return keep
+
+
+def _top(scores: torch.Tensor, keep: int) -> torch.Tensor:
+    """Indices (ascending) of the ``keep`` highest scores; ties go to the lower index."""
+    order = torch.argsort(scores.detach().float().cpu(), descending=True, stable=True)
+    return order[:keep].sort().values
+
+
+# ---------------------------------------------------------------------------------------------
+# Rebuilding layers with fewer channels; every setting and every kept value is copied exactly
+# ---------------------------------------------------------------------------------------------
+
+
+def _plain_type(module: nn.Module) -> type:
+    return parametrize.type_before_parametrizations(module)
+
+
+def _check_ungrouped(layer: nn.Module, name: str, producer: str | None = None) -> None:
+    groups = getattr(layer, "groups", 1)
+    if groups != 1:
+        kind = "depthwise" if groups == layer.in_channels else "grouped"
+        hint = f"; pass exclude=[{producer!r}] to leave the channels it reads whole" if producer else ""
+        raise ValueError(f"layer {name!r} is a {kind} convolution (groups={groups}); structured pruning of "
+                         f"grouped or depthwise convolutions is not supported{hint}")
+
+
+def _take(t: torch.Tensor, dim: int, idx: torch.Tensor | None) -> torch.Tensor:
+    t = t.detach()
+    return t if idx is None else t.index_select(dim, idx.to(t.device))
+
+
+def _fill(new: nn.Module, old: nn.Module, values: dict[str, torch.Tensor]) -> nn.Module:
+    """Copy ``values`` into ``new``'s parameters and buffers; keep requires_grad and train/eval mode."""
+    with torch.no_grad():
+        for key, value in values.items():
+            target = getattr(new, key)
+            target.copy_(value)
+            source = getattr(old, key)
+            if isinstance(source, nn.Parameter):
+                target.requires_grad_(source.requires_grad)
+    return new.train(old.training)
+
+
+def _rebuild(layer: nn.Module, out_idx=None, in_idx=None) -> nn.Module:
+    """A copy of a Conv/Linear layer keeping output channels ``out_idx`` and input channels ``in_idx``."""
+    cls = _plain_type(layer)
+    w = layer.weight  # through a mask parametrization, if any: the effective weight
+    weight = _take(_take(w, 0, out_idx), 1, in_idx)
+    has_bias = layer.bias is not None
+    common = dict(bias=has_bias, device=w.device, dtype=w.dtype)
+    if issubclass(cls, _CONV):
+        new = nn.utils.skip_init(cls, weight.shape[1], weight.shape[0], layer.kernel_size, stride=layer.stride,
+                                 padding=layer.padding, dilation=layer.dilation, groups=layer.groups,
+                                 padding_mode=layer.padding_mode, **common)
+    elif issubclass(cls, nn.Linear):
+        new = nn.utils.skip_init(cls, weight.shape[1], weight.shape[0], **common)
+    else:
+        raise TypeError(f"can only rebuild Conv1d/2d/3d and Linear layers; got {cls.__name__}")
+    values = {"weight": weight}
+    if has_bias:
+        values["bias"] = _take(layer.bias, 0, out_idx)
+    return _fill(new, layer, values)
+
+
+def _rebuild_norm(bn: nn.Module, idx: torch.Tensor) -> nn.Module:
+    """A copy of a BatchNorm layer keeping channels ``idx``, with all its settings and statistics."""
+    cls = _plain_type(bn)
+    ref = bn.weight if bn.affine else bn.running_mean
+    kwargs = dict(eps=bn.eps, momentum=bn.momentum, affine=bn.affine, track_running_stats=bn.track_running_stats)
+    if ref is not None:
+        kwargs.update(device=ref.device, dtype=ref.dtype)
+    if bn.affine and bn.bias is None:
+        kwargs["bias"] = False  # torch >= 2.14: BatchNorm(affine=True, bias=False)
+    new = nn.utils.skip_init(cls, len(idx), **kwargs)
+    values = {}
+    if bn.affine:
+        values["weight"] = _take(bn.weight, 0, idx)
+        if bn.bias is not None:
+            values["bias"] = _take(bn.bias, 0, idx)
+    if bn.track_running_stats and bn.running_mean is not None:
+        values.update(running_mean=_take(bn.running_mean, 0, idx), running_var=_take(bn.running_var, 0, idx),
+                      num_batches_tracked=bn.num_batches_tracked)
+    return _fill(new, bn, values)
+
+
+def _columns(keep: torch.Tensor, per_channel: int) -> torch.Tensor:
+    """Input columns of a Linear layer after Flatten: channel c owns ``c*per_channel ... +per_channel-1``."""
+    if per_channel == 1:
+        return keep
+    return (keep[:, None] * per_channel + torch.arange(per_channel)).reshape(-1)
+
+
+def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, module)
+
+
+# ---------------------------------------------------------------------------------------------
+# Channel groups: which layers share one set of channels
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ChannelGroup:
+    """Layers joined by one set of channels, pruned together with the same kept indices.
+
+    ``producer`` makes the channels (its filters are ranked and removed), ``norms`` are the BatchNorm
+    layers that scale them, ``consumers`` the layers that read them, as ``(name, positions)``:
+    positions per channel among the consumer's inputs (``h*w`` for a Linear after Flatten, else 1).
+    """
+
+    producer: str
+    channels: int
+    norms: list[str] = field(default_factory=list)
+    consumers: list[tuple[str, int]] = field(default_factory=list)
+    block: str | None = None  # "BasicBlock 'layer1.0'" for the inner channels of a residual block
+
+    def details(self) -> str:
+        """One line per coupled layer, saying which dimension of it is pruned."""
+        where = f"inside {self.block}" if self.block else "sequential chain"
+        lines = [f"group {self.producer!r}: {self.channels} channels ({where})",
+                 f"  {self.producer:<22} weight dim 0 (its output channels), bias if any"]
+        lines += [f"  {n:<22} weight, bias, running mean/var of the same channels" for n in self.norms]
+        for n, per in self.consumers:
+            what = "weight dim 1 (its input channels)" if per == 1 else \
+                f"weight columns: {per} per channel (the flattened channel x position inputs)"
+            lines.append(f"  {n:<22} {what}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.details()
+
+
+def _qualname(module: nn.Module) -> str:
+    cls = type(module)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _chain(prefix: str, seq: nn.Sequential) -> list[tuple[str, nn.Module]]:
+    """The leaves of a Sequential in execution order, nested Sequentials expanded."""
+    out = []
+    for name, child in seq.named_children():
+        full = _join(prefix, name)
+        out += _chain(full, child) if isinstance(child, nn.Sequential) else [(full, child)]
+    return out
+
+
+def _unknown(producer: str, name: str, module: nn.Module, why: str = "") -> ValueError:
+    why = why or "the pruner does not know how this layer couples channels"
+    return ValueError(f"cannot prune the output channels of {producer!r}: they reach layer {name!r} "
+                      f"({_plain_type(module).__name__}) and {why}; pass exclude=[{producer!r}] to leave "
+                      f"{producer!r} whole")
+
+
+def _chain_group(leaves, i: int) -> ChannelGroup | None:
+    """The group starting at producer ``leaves[i]``, or None when its output leaves the chain unread."""
+    name, layer = leaves[i]
+    if not any(isinstance(x, (*_CONV, nn.Linear)) for _, m in leaves[i + 1:] for x in m.modules()):
+        return None  # no layer with weights reads these channels: they are the chain's output, keep them all
+    is_conv = isinstance(layer, _CONV)
+    channels = layer.out_channels if is_conv else layer.out_features
+    group = ChannelGroup(name, channels)
+    flat = False  # True once a Flatten has turned (N, C, H, W) into (N, C*H*W)
+    for next_name, m in leaves[i + 1:]:
+        if isinstance(m, _NORM):
+            if flat or m.num_features != channels:
+                raise _unknown(name, next_name, m, f"normalises {m.num_features} features, not the {channels} channels")
+            group.norms.append(next_name)
+        elif isinstance(m, _ELEMENTWISE):
+            continue
+        elif isinstance(m, _POOL):
+            if flat or not is_conv:
+                raise _unknown(name, next_name, m, "pools across what are channels here")
+        elif isinstance(m, nn.Flatten):
+            if is_conv:
+                if (m.start_dim, m.end_dim) != (1, -1):
+                    raise _unknown(name, next_name, m, "only Flatten(start_dim=1, end_dim=-1) is supported")
+                flat = True
+        elif isinstance(m, _CONV):
+            if not is_conv or flat or m.in_channels != channels:
+                raise _unknown(name, next_name, m, f"its input does not line up with {channels} channels")
+            _check_ungrouped(m, next_name, producer=name)
+            group.consumers.append((next_name, 1))
+            break
+        elif isinstance(m, nn.Linear):
+            if is_conv and not flat:
+                raise _unknown(name, next_name, m, "it is applied to an unflattened conv output")
+            per, rest = divmod(m.in_features, channels)
+            if rest or per < 1 or (not is_conv and per != 1):
+                raise _unknown(name, next_name, m,
+                               f"its {m.in_features} inputs are not a multiple of {channels} channels")
+            group.consumers.append((next_name, per))
+            break
+        else:
+            raise _unknown(name, next_name, m)
+    if not group.consumers:
+        return None
+    if is_conv:
+        _check_ungrouped(layer, name)
+    return group
+
+
+def _block_groups(prefix: str, block: nn.Module) -> list[ChannelGroup]:
+    groups = []
+    for producer, norm, consumer in _BLOCKS[_qualname(block)]:
+        conv, bn, nxt = (getattr(block, a, None) for a in (producer, norm, consumer))
+        names = [_join(prefix, a) for a in (producer, norm, consumer)]
+        for n, m, kind in zip(names, (conv, bn, nxt), (nn.Conv2d, nn.BatchNorm2d, nn.Conv2d)):
+            if not isinstance(m, kind):
+                raise ValueError(f"layer {n!r} of block {prefix!r} should be a {kind.__name__}; got {type(m).__name__}")
+        _check_ungrouped(conv, names[0], producer=names[0])
+        _check_ungrouped(nxt, names[2], producer=names[0])
+        groups.append(ChannelGroup(names[0], conv.out_channels, [names[1]], [(names[2], 1)],
+                                   block=f"{type(block).__name__} {prefix!r}"))
+    return groups
+
+
+def find_channel_groups(model: nn.Module, exclude=()) -> list[ChannelGroup]:
+    """Every :class:`ChannelGroup` of ``model`` that can be pruned safely, in model order.
+
+    Producers named in ``exclude`` keep all their channels. A Sequential is assumed to run its children
+    in order (as ``nn.Sequential`` does); its last producer's channels leave it and are never pruned.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+    exclude = {exclude} if isinstance(exclude, str) else set(exclude)
+    names = {n for n, _ in model.named_modules()}
+    unknown = sorted(exclude - names)
+    if unknown:
+        raise ValueError(f"exclude names no layer of the model: {unknown}")
+    groups: list[ChannelGroup] = []
+
+    def visit(prefix: str, module: nn.Module) -> None:
+        if _qualname(module) in _BLOCKS:
+            groups.extend(g for g in _block_groups(prefix, module) if g.producer not in exclude)
+            return
+        if isinstance(module, nn.Sequential):
+            leaves = _chain(prefix, module)
+            for i, (name, leaf) in enumerate(leaves):
+                if isinstance(leaf, (*_CONV, nn.Linear)) and name not in exclude:
+                    group = _chain_group(leaves, i)
+                    if group is not None:
+                        groups.append(group)
+                elif next(leaf.children(), None) is not None:
+                    visit(name, leaf)
+            return
+        for name, child in module.named_children():
+            visit(_join(prefix, name), child)
+
+    visit("", model)
+    uses: dict[int, int] = {}
+    for _, m in model.named_modules(remove_duplicate=False):
+        uses[id(m)] = uses.get(id(m), 0) + 1
+    for g in groups:
+        for name in [g.producer, *g.norms, *(n for n, _ in g.consumers)]:
+            if uses[id(model.get_submodule(name))] > 1:
+                raise ValueError(f"layer {name!r} appears at several places in the model (shared weights); "
+                                 f"its channels cannot be pruned for one use only")
+    return groups
+
+
+# ---------------------------------------------------------------------------------------------
+# Parameters and FLOPs per layer, before and after
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LayerChange:
+    """One Conv/Linear layer before and after pruning (FLOPs are None when not counted)."""
+
+    name: str
+    kind: str
+    in_before: int
+    in_after: int
+    out_before: int
+    out_after: int
+    params_before: int
+    params_after: int
+    flops_before: int | None = None
+    flops_after: int | None = None
+
+
+def _si(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return str(n)
+
+
+def _arrow(a, b, fmt=str) -> str:
+    return fmt(a) if a == b else f"{fmt(a)} → {fmt(b)}"
+
+
+@dataclass
+class PruningReport:
+    """Per-layer channels, parameters and FLOPs before/after; ``print(report)`` shows a markdown table."""
+
+    rows: list[LayerChange]
+    params_before: int
+    params_after: int
+    flops_before: int | None
+    flops_after: int | None
+    input_size: tuple | None = None
+
+    @property
+    def params_ratio(self) -> float:
+        """How many times fewer parameters (before / after)."""
+        return self.params_before / self.params_after
+
+    @property
+    def flops_ratio(self) -> float | None:
+        """How many times fewer FLOPs (before / after), or None when FLOPs were not counted."""
+        return None if self.flops_before is None else self.flops_before / self.flops_after
+
+    def summary(self) -> str:
+        """One line: total parameters and FLOPs before and after."""
+        text = f"params {self.params_before:,} → {self.params_after:,} ({self.params_ratio:.2f}x fewer)"
+        if self.flops_before is not None:
+            text += (f"; FLOPs {_si(self.flops_before)} → {_si(self.flops_after)} ({self.flops_ratio:.2f}x fewer) "
+                     f"for input {tuple(self.input_size)}")
+        return text
+
+    def to_markdown(self, changed_only: bool = False) -> str:
+        """The table; ``changed_only`` leaves out layers whose shape did not change."""
+        rows = [r for r in self.rows if not changed_only or (r.in_before, r.out_before) != (r.in_after, r.out_after)]
+        lines = ["| layer | type | in | out | params | FLOPs |", "|---|---|---:|---:|---:|---:|"]
+        for r in rows:
+            lines.append(f"| {r.name} | {r.kind} | {_arrow(r.in_before, r.in_after)} "
+                         f"| {_arrow(r.out_before, r.out_after)} "
+                         f"| {_arrow(r.params_before, r.params_after, '{:,}'.format)} "
+                         f"| {_arrow(r.flops_before, r.flops_after, _si)} |")
+        lines.append(f"| total (all layers) | | | | {_arrow(self.params_before, self.params_after, '{:,}'.format)} "
+                     f"| {_arrow(self.flops_before, self.flops_after, _si)} |")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.to_markdown()
+
+
+def _check_input_size(input_size) -> tuple | None:
+    if input_size is None:
+        return None
+    if (not isinstance(input_size, (tuple, list, torch.Size)) or not input_size
+            or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in input_size)):
+        raise ValueError(f"input_size must be an input shape with the batch dimension, e.g. (1, 3, 32, 32); "
+                         f"got {input_size!r}")
+    return tuple(input_size)
+
+
+def _default_input_size(model: nn.Module) -> tuple | None:
+    shape = getattr(model, "input_shape", None)  # SmallCNN
+    if shape is not None:
+        return (1, *shape)
+    features = getattr(model, "in_features", None)  # MLP
+    return (1, features) if isinstance(features, int) else None
+
+
+@torch.no_grad()
+def _flops_per_layer(model: nn.Module, input_size) -> tuple[dict[str, int], int]:
+    """FLOPs per module name and in total, counted by ``FlopCounterMode`` in eval mode."""
+    modes = {m: m.training for m in model.modules()}
+    param = next(model.parameters(), None)
+    x = torch.zeros(input_size, device=param.device if param is not None else None,
+                    dtype=param.dtype if param is not None else None)
+    model.eval()
+    try:
+        with FlopCounterMode(display=False) as counter:
+            model(x)
+    except (RuntimeError, ValueError) as exc:
+        raise ValueError(f"input_size={tuple(input_size)} does not fit {type(model).__name__}: {exc}") from exc
+    finally:
+        for m, mode in modes.items():
+            m.training = mode
+    per_layer = {}
+    for key, ops in counter.get_flop_counts().items():
+        if "." in key:  # "<ModelClass>.<module name>"
+            per_layer[key.split(".", 1)[1]] = sum(ops.values())
+    return per_layer, counter.get_total_flops()
+
+
+def structure_report(original: nn.Module, pruned: nn.Module, input_size=None) -> PruningReport:
+    """Compare two models with the same layer names: channels, parameters and FLOPs per Conv/Linear layer.
+
+    ``input_size`` (batch included, e.g. ``(1, 3, 32, 32)``) is needed for FLOPs; the course's
+    ``SmallCNN`` and ``MLP`` provide their own. Without it the FLOPs columns stay empty.
+    """
+    input_size = _default_input_size(original) if input_size is None else _check_input_size(input_size)
+    flops_b = flops_a = None
+    total_b = total_a = None
+    if input_size is not None:
+        flops_b, total_b = _flops_per_layer(original, input_size)
+        flops_a, total_a = _flops_per_layer(pruned, input_size)
+    after = dict(pruned.named_modules())
+    rows = []
+    for name, m in original.named_modules():
+        if not isinstance(m, (*_CONV, nn.Linear)):
+            continue
+        p = after[name]
+        attr_in = "in_channels" if isinstance(m, _CONV) else "in_features"
+        attr_out = "out_channels" if isinstance(m, _CONV) else "out_features"
+        rows.append(LayerChange(
+            name, _plain_type(m).__name__, getattr(m, attr_in), getattr(p, attr_in), getattr(m, attr_out),
+            getattr(p, attr_out), sum(t.numel() for t in m.parameters()), sum(t.numel() for t in p.parameters()),
+            None if flops_b is None else flops_b.get(name, 0), None if flops_a is None else flops_a.get(name, 0)))
+    return PruningReport(rows, sum(t.numel() for t in original.parameters()),
+                         sum(t.numel() for t in pruned.parameters()), total_b, total_a, input_size)
+
+
+# ---------------------------------------------------------------------------------------------
+# The pruner
+# ---------------------------------------------------------------------------------------------
+
+
+class StructuredPruner:
+    """Remove the least important filters of every prunable layer of ``model`` (see the module docstring).
+
+    * ``importance``: ``"l1"`` (default, Li et al. 2017), ``"l2"``, ``"bn_scale"`` (network slimming)
+      or a function ``(layer, bn) -> one score per output channel``.
+    * ``round_to``: round kept channel counts to a multiple of this (8 or 16 lets CPU kernels use full
+      vector registers, see :func:`channels_to_keep`).
+    * ``exclude``: names of layers whose output channels must stay.
+    * ``input_size``: input shape with batch, for the FLOPs columns of :attr:`report`.
+
+    :meth:`prune` returns a pruned *copy*; the model passed in is never modified.
+
+    >>> from pruning_utils import SmallCNN
+    >>> pruner = StructuredPruner(SmallCNN(widths=(16, 32), input_size=8))
+    >>> pruner.prune(0.5)[0].out_channels, pruner.report.rows[-1].in_after
+    (8, 256)
+    """
+
+    def __init__(self, model: nn.Module, importance="l1", *, round_to: int = 1, exclude=(), input_size=None):
+        self.model = model
+        self.importance = _criterion(importance)
+        self.round_to = _check_round_to(round_to)
+        self.groups = find_channel_groups(model, exclude)
+        self.input_size = _check_input_size(input_size)
+        self.report: PruningReport | None = None
+
+    def describe(self) -> str:
+        """Every channel group, one line per coupled layer."""
+        return "\n".join(g.details() for g in self.groups)
+
+    def _name_of(self, layer: nn.Module) -> str:
+        for name, m in self.model.named_modules():
+            if m is layer:
+                return name
+        return type(layer).__name__
+
+    def _norm_of(self, layer: nn.Module) -> nn.Module | None:
+        name = self._name_of(layer)
+        for g in self.groups:
+            if g.producer == name and g.norms:
+                return self.model.get_submodule(g.norms[0])
+        return None
+
+    def compute_filter_importance(self, conv: nn.Module, bn: nn.Module | None = None) -> torch.Tensor:
+        """One score per output channel of ``conv`` (a Conv or Linear layer) by the chosen criterion."""
+        if bn is None and self.importance is bn_scale_importance:
+            bn = self._norm_of(conv)
+        scores = self.importance(conv, bn)
+        out = conv.weight.shape[0]
+        if not isinstance(scores, torch.Tensor) or scores.shape != (out,):
+            raise ValueError(f"importance must return one score per output channel, shape ({out},); "
+                             f"got {getattr(scores, 'shape', type(scores).__name__)}")
+        return scores
+
+    def select_channels(self, conv: nn.Module, bn: nn.Module | None, prune_ratio: float) -> torch.Tensor:
+        """Indices (ascending) of the output channels of ``conv`` that survive ``prune_ratio``."""
+        keep = channels_to_keep(conv.weight.shape[0], prune_ratio, self.round_to)
+        return _top(self.compute_filter_importance(conv, bn), keep)
+
+    def prune_conv_layer(self, conv: nn.Module, bn: nn.Module | None, prune_ratio: float):
+        """Drop the least important filters of ``conv`` (and the same channels of ``bn``).
+
+        Returns ``(new_conv, new_bn or None, keep_indices)``; the layers passed in are not modified.
+        """
+        if not isinstance(conv, (*_CONV, nn.Linear)):
+            raise TypeError(f"conv must be a Conv1d/2d/3d or Linear layer; got {type(conv).__name__}")
+        _check_ungrouped(conv, self._name_of(conv))
+        if bn is not None and (not isinstance(bn, _NORM) or bn.num_features != conv.weight.shape[0]):
+            raise ValueError(f"bn must be a BatchNorm over the {conv.weight.shape[0]} output channels of conv; "
+                             f"got {bn!r}")
+        keep = self.select_channels(conv, bn, prune_ratio)
+        return _rebuild(conv, out_idx=keep), (None if bn is None else _rebuild_norm(bn, keep)), keep
+
+    def adjust_next_layer(self, next_layer: nn.Module, keep_indices: torch.Tensor, in_channels: int | None = None):
+        """Copy of ``next_layer`` that reads only the kept channels ``keep_indices``.
+
+        For a Linear layer after Flatten pass ``in_channels`` (the channel count before pruning): each
+        channel owns ``in_features // in_channels`` consecutive input columns.
+        """
+        keep = torch.as_tensor(keep_indices, dtype=torch.long).cpu()
+        if isinstance(next_layer, _NORM):
+            return _rebuild_norm(next_layer, keep)
+        if isinstance(next_layer, _CONV):
+            _check_ungrouped(next_layer, self._name_of(next_layer))
+            return _rebuild(next_layer, in_idx=keep)
+        if isinstance(next_layer, nn.Linear):
+            channels = next_layer.in_features if in_channels is None else in_channels
+            per, rest = divmod(next_layer.in_features, channels)
+            if rest or per < 1:
+                raise ValueError(f"in_channels={in_channels!r} does not divide the layer's "
+                                 f"{next_layer.in_features} inputs")
+            return _rebuild(next_layer, in_idx=_columns(keep, per))
+        raise TypeError(f"next_layer must be a Conv, Linear or BatchNorm layer; got {type(next_layer).__name__}")
+
+    def prune(self, prune_ratio: float = 0.3, *, verbose: bool = False) -> nn.Module:
+        """Return a copy of the model with ``prune_ratio`` of each group's channels removed.
+
+        At ratio 0 the copy computes exactly what the model does. The table is kept in :attr:`report`
+        (``verbose=True`` prints it).
+        """
+        prune_ratio = check_fraction(prune_ratio, "prune_ratio")
+        if not self.groups:
+            raise ValueError(
+                f"{type(self.model).__name__} has no channel group that can be pruned safely: the pruner handles "
+                f"nn.Sequential chains (conv/Linear layers followed by another conv/Linear) and the inner channels "
+                f"of {', '.join(sorted({k.rsplit('.', 1)[1] for k in _BLOCKS}))} residual blocks")
+        pruned = copy.deepcopy(self.model)
+        out_idx, in_idx, norm_idx = {}, {}, {}
+        for g in self.groups:
+            producer = pruned.get_submodule(g.producer)
+            bn = pruned.get_submodule(g.norms[0]) if g.norms else None
+            keep = self.select_channels(producer, bn, prune_ratio)
+            out_idx[g.producer] = keep
+            norm_idx.update({n: keep for n in g.norms})
+            in_idx.update({n: _columns(keep, per) for n, per in g.consumers})
+        for name in dict.fromkeys([*out_idx, *in_idx]):
+            _set_module(pruned, name, _rebuild(pruned.get_submodule(name), out_idx.get(name), in_idx.get(name)))
+        for name, keep in norm_idx.items():
+            _set_module(pruned, name, _rebuild_norm(pruned.get_submodule(name), keep))
+        self.report = structure_report(self.model, pruned, self.input_size)
+        if verbose:
+            print(self.report)
+        return pruned
+
+
+def prune_simple_cnn(model: nn.Module, prune_ratio: float = 0.3, *, verbose: bool = False, **options) -> nn.Module:
+    """Pruned copy of a Sequential CNN or MLP: filters, BN channels, next-layer inputs, Linear-head columns.
+
+    ``options`` go to :class:`StructuredPruner` (``importance``, ``round_to``, ``exclude``, ``input_size``).
+
+    >>> from pruning_utils import SmallCNN
+    >>> prune_simple_cnn(SmallCNN(widths=(16, 32)), 0.5).conv2.out_channels
+    16
+    """
+    if not isinstance(model, nn.Sequential):
+        raise TypeError(f"prune_simple_cnn expects an nn.Sequential model; got {type(model).__name__} "
+                        f"(use prune_resnet for residual networks, StructuredPruner for the rest)")
+    return StructuredPruner(model, **options).prune(prune_ratio, verbose=verbose)
+
+
+def prune_resnet(model: nn.Module, prune_ratio: float = 0.3, *, verbose: bool = False, **options) -> nn.Module:
+    """Pruned copy of a ResNet: the inner channels of every residual block (Li et al. 2017).
+
+    Handles the course's ``cifar_resnet`` and torchvision's ResNets (BasicBlock: conv1/bn1 and conv2's
+    input; Bottleneck: conv1 and conv2). Channels joined by a residual addition are left alone.
+    ``options`` go to :class:`StructuredPruner`.
+    """
+    pruner = StructuredPruner(model, **options)
+    if not any(g.block for g in pruner.groups):
+        raise ValueError(f"{type(model).__name__} has no residual block the pruner knows "
+                         f"({', '.join(sorted(_BLOCKS))})")
+    return pruner.prune(prune_ratio, verbose=verbose)
+
+
+# ---------------------------------------------------------------------------------------------
+# Measured latency
+# ---------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def _forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return model(x)
+
+
+def compare_latency(models: dict, example_input: torch.Tensor, *, rounds: int = 5, min_run_time: float = 0.2,
+                    num_threads: int | None = None) -> dict[str, dict[str, float]]:
+    """Time each model's forward pass (eval mode, no grad) with ``torch.utils.benchmark``.
+
+    The models are timed in alternating order for ``rounds`` rounds (a shared machine's speed drifts);
+    each returns ``{"seconds": median time, "speedup": median over rounds of first model's time / this,
+    "times": the per-round times}``.
+    """
+    log = logging.getLogger("torch.utils.cpp_extension")  # its import warns about CUDA_HOME; irrelevant here
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        from torch.utils import benchmark
+    finally:
+        log.setLevel(level)
+
+    if not isinstance(models, dict) or not models:
+        raise TypeError("models must be a non-empty dict {label: model}")
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"rounds must be a positive int; got {rounds!r}")
+    previous_threads = torch.get_num_threads()
+    threads = previous_threads if num_threads is None else num_threads
+    modes = {label: m.training for label, m in models.items()}
+    times: dict[str, list[float]] = {label: [] for label in models}
+    timers = {label: benchmark.Timer("forward(model, x)", globals={"forward": _forward, "model": m, "x": example_input},
+                                     num_threads=threads) for label, m in models.items()}
+    try:
+        torch.set_num_threads(threads)
+        for m in models.values():
+            m.eval()
+            for _ in range(3):  # warm-up: allocator growth and one-off kernel choices
+                _forward(m, example_input)
+        for r in range(rounds):
+            order = list(timers.items())
+            for label, timer in (order if r % 2 == 0 else order[::-1]):
+                times[label].append(timer.blocked_autorange(min_run_time=min_run_time).median)
+    finally:
+        torch.set_num_threads(previous_threads)
+        for label, m in models.items():
+            m.train(modes[label])
+    ref = times[next(iter(models))]
+    return {label: {"seconds": statistics.median(t), "speedup": statistics.median(a / b for a, b in zip(ref, t)),
+                    "times": t} for label, t in times.items()}

@@ -1,0 +1,526 @@
+import copy
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from pruning_utils.masks import apply_mask
+from pruning_utils.models import MLP, SmallCNN, cifar_resnet
+from pruning_utils.structured import (
+    ChannelGroup,
+    StructuredPruner,
+    bn_scale_importance,
+    channels_to_keep,
+    compare_latency,
+    find_channel_groups,
+    l1_importance,
+    l2_importance,
+    prune_resnet,
+    prune_simple_cnn,
+    structure_report,
+)
+from pruning_utils.training import fine_tune
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """The tensors here are tiny: one thread avoids waiting on a second, busy core."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def randomise_bn(model, seed=0):
+    """Give every BatchNorm non-trivial statistics and affine parameters, so slicing mistakes show."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                n = m.num_features
+                if m.running_mean is not None:
+                    m.running_mean.copy_(torch.randn(n, generator=gen))
+                    m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+                if m.affine:
+                    m.weight.copy_(torch.randn(n, generator=gen))
+                    if m.bias is not None:
+                        m.bias.copy_(torch.randn(n, generator=gen))
+    return model
+
+
+def cnn(head="flatten", seed=0, **conv):
+    torch.manual_seed(seed)
+    conv = {"padding": 1, **conv}
+    layers = [nn.Conv2d(3, 8, 3, **conv), nn.BatchNorm2d(8), nn.ReLU(),
+              nn.Conv2d(8, 16, 3, **conv), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2)]
+    if head == "flatten":
+        layers += [nn.Flatten(), nn.Linear(16 * 4 * 4, 10)]
+    else:
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10)]
+    return randomise_bn(nn.Sequential(*layers)).eval()
+
+
+@torch.no_grad()
+def zero_removed_inputs(model, pruner, pruned):
+    """Independent computation: the original model with each consumer's removed input columns zeroed.
+
+    A removed channel then contributes nothing downstream, whatever its producer and BatchNorm output,
+    so this model must compute what the pruned one does (up to float summation order).
+    """
+    ref = copy.deepcopy(model)
+    for g in pruner.groups:
+        kept = pruned.get_submodule(g.producer).weight.shape[0]
+        orig = model.get_submodule(g.producer)
+        removed = set(range(g.channels)) - set(pruner.select_channels(orig, model.get_submodule(g.norms[0])
+                                                                       if g.norms else None, RATIO).tolist())
+        assert len(removed) == g.channels - kept
+        for name, per in g.consumers:
+            w = ref.get_submodule(name).weight
+            for c in removed:
+                w[:, c * per:(c + 1) * per] = 0
+    return ref
+
+
+RATIO = 0.5
+
+
+def check_equivalent(model, x, **options):
+    pruner = StructuredPruner(model, **options)
+    pruned = pruner.prune(RATIO)
+    ref = zero_removed_inputs(model, pruner, pruned)
+    with torch.no_grad():
+        out, expected = pruned(x), ref(x)
+    assert out.shape == model(x).shape
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    return pruner, pruned
+
+
+# ---- Sequential CNNs with a head, MLPs -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("head", ["flatten", "adaptive_pool"])
+def test_cnn_with_linear_head_matches_zeroed_inputs(head):
+    model = cnn(head)
+    pruner, pruned = check_equivalent(model, torch.randn(5, 3, 8, 8))
+    assert [pruned[i].out_channels for i in (0, 3)] == [4, 8]
+    assert pruned[-1].in_features == (8 * 16 if head == "flatten" else 8)
+
+
+def test_bn_in_training_mode_is_equivalent_too():
+    model = cnn().train()  # batch statistics are per channel, so removing a channel changes no other
+    check_equivalent(model, torch.randn(6, 3, 8, 8))
+
+
+def test_kept_weights_are_copied_exactly():
+    model = cnn()
+    pruner = StructuredPruner(model)
+    pruned = pruner.prune(RATIO)
+    k0 = pruner.select_channels(model[0], model[1], RATIO)
+    k1 = pruner.select_channels(model[3], model[4], RATIO)
+    assert torch.equal(pruned[0].weight, model[0].weight[k0])
+    assert torch.equal(pruned[0].bias, model[0].bias[k0])
+    assert torch.equal(pruned[3].weight, model[3].weight[k1][:, k0])
+    for name in ("weight", "bias", "running_mean", "running_var"):
+        assert torch.equal(getattr(pruned[4], name), getattr(model[4], name)[k1])
+    cols = (k1[:, None] * 16 + torch.arange(16)).reshape(-1)
+    assert torch.equal(pruned[-1].weight, model[-1].weight[:, cols])
+    assert torch.equal(pruned[-1].bias, model[-1].bias)
+
+
+def test_l1_keeps_the_filters_with_largest_norms():
+    model = cnn()
+    keep = StructuredPruner(model).select_channels(model[3], None, 0.25)
+    norms = model[3].weight.abs().sum((1, 2, 3))
+    assert set(keep.tolist()) == set(norms.topk(12).indices.tolist())
+
+
+def test_mlp_hidden_neurons():
+    torch.manual_seed(0)
+    model = MLP(in_features=64, hidden=(32, 16))
+    pruner, pruned = check_equivalent(model, torch.randn(4, 1, 8, 8))
+    widths = (pruned.fc1.out_features, pruned.fc2.in_features, pruned.fc2.out_features, pruned.fc3.in_features)
+    assert widths == (16, 16, 8, 8)
+    assert pruned.fc3.out_features == 10
+
+
+def test_linear_with_batchnorm1d_and_dropout():
+    torch.manual_seed(0)
+    model = randomise_bn(nn.Sequential(nn.Linear(6, 12), nn.BatchNorm1d(12), nn.ReLU(), nn.Dropout(0.2),
+                                       nn.Linear(12, 3))).eval()
+    pruner, pruned = check_equivalent(model, torch.randn(4, 6))
+    assert pruned[1].num_features == 6
+
+
+def test_small_cnn_keeps_its_class_and_input_check():
+    torch.manual_seed(0)
+    model = randomise_bn(SmallCNN(widths=(8, 16, 32))).eval()
+    pruner, pruned = check_equivalent(model, torch.randn(3, 1, 8, 8))
+    assert type(pruned) is SmallCNN and pruned.fc.in_features == 16 * 4
+    with pytest.raises(ValueError, match="expects input of shape"):
+        pruned(torch.randn(1, 3, 8, 8))
+
+
+def test_prune_simple_cnn_is_the_tutorial_entry_point():
+    model = cnn()
+    pruned = prune_simple_cnn(model, prune_ratio=0.25)
+    assert [pruned[i].out_channels for i in (0, 3)] == [6, 12]
+    with pytest.raises(TypeError, match="prune_resnet"):
+        prune_simple_cnn(cifar_resnet(20))
+
+
+# ---- settings copied -------------------------------------------------------------------------------
+
+
+def test_conv_settings_are_kept_dilated_reflect_padded_with_bias():
+    model = cnn(dilation=2, padding=2, padding_mode="reflect", bias=True)
+    pruner, pruned = check_equivalent(model, torch.randn(2, 3, 8, 8))
+    for i in (0, 3):
+        new, old = pruned[i], model[i]
+        for attr in ("kernel_size", "stride", "padding", "dilation", "groups", "padding_mode"):
+            assert getattr(new, attr) == getattr(old, attr), attr
+        assert new.bias is not None
+
+
+def test_bn_settings_are_kept():
+    model = cnn()
+    bn = nn.BatchNorm2d(8, eps=1e-3, momentum=None)
+    bn.num_batches_tracked.fill_(7)
+    model[1] = randomise_bn(bn)
+    model[4] = nn.BatchNorm2d(16, affine=False, track_running_stats=False, momentum=0.3)
+    model[1].weight.requires_grad_(False)
+    pruned = StructuredPruner(model).prune(RATIO)
+    bn = pruned[1]
+    assert (bn.eps, bn.momentum, bn.affine, bn.track_running_stats) == (1e-3, None, True, True)
+    assert int(pruned[1].num_batches_tracked) == 7 and not pruned[1].weight.requires_grad
+    assert (pruned[4].affine, pruned[4].track_running_stats, pruned[4].momentum) == (False, False, 0.3)
+    assert pruned[4].running_mean is None and pruned[4].weight is None
+    assert pruned[1].training == model[1].training
+
+
+def test_conv1d_chain():
+    torch.manual_seed(0)
+    model = randomise_bn(nn.Sequential(nn.Conv1d(2, 8, 3, padding=1), nn.BatchNorm1d(8), nn.ReLU(),
+                                       nn.Conv1d(8, 8, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                                       nn.Linear(8 * 5, 2))).eval()
+    check_equivalent(model, torch.randn(3, 2, 5))
+
+
+def test_masked_layers_are_folded_into_plain_layers():
+    model = cnn()
+    apply_mask(model[3], (torch.rand_like(model[3].weight) > 0.5).float())
+    pruned = StructuredPruner(model).prune(0.0)
+    assert type(pruned[3]) is nn.Conv2d
+    assert torch.equal(pruned[3].weight, model[3].weight)
+
+
+# ---- ratios -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("make", [
+    lambda: (cnn(), torch.randn(2, 3, 8, 8)),
+    lambda: (randomise_bn(SmallCNN()).eval(), torch.randn(2, 1, 8, 8)),
+    lambda: (MLP(64), torch.randn(2, 64)),
+    lambda: (randomise_bn(cifar_resnet(20)).eval(), torch.randn(2, 3, 16, 16)),
+], ids=["cnn", "small_cnn", "mlp", "resnet20"])
+def test_ratio_zero_gives_identical_outputs(make):
+    model, x = make()
+    pruned = StructuredPruner(model, round_to=8).prune(0.0)
+    with torch.no_grad():
+        assert torch.equal(pruned(x), model(x))
+
+
+def test_ratio_close_to_one_keeps_one_filter_per_layer():
+    model = cnn()
+    pruner = StructuredPruner(model)
+    pruned = pruner.prune(0.999)
+    assert [pruned[i].out_channels for i in (0, 3)] == [1, 1]
+    assert pruned(torch.randn(2, 3, 8, 8)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("bad, error", [(1.0, ValueError), (-0.1, ValueError), (float("nan"), ValueError),
+                                        ("0.5", TypeError), (True, TypeError)])
+def test_bad_ratios_raise(bad, error):
+    with pytest.raises(error, match="prune_ratio"):
+        StructuredPruner(cnn()).prune(bad)
+
+
+def test_channels_to_keep_and_round_to():
+    assert channels_to_keep(32, 0.3) == 22
+    assert channels_to_keep(32, 0.3, round_to=8) == 24
+    assert channels_to_keep(32, 0.0, round_to=24) == 32  # a layer that loses nothing stays whole
+    assert channels_to_keep(10, 0.1, round_to=8) == 8
+    assert channels_to_keep(4, 0.5, round_to=8) == 4  # never above the layer's width
+    assert channels_to_keep(16, 0.99, round_to=8) == 8  # never below round_to
+    assert channels_to_keep(1, 0.9) == 1
+    with pytest.raises(ValueError, match="round_to"):
+        channels_to_keep(8, 0.5, round_to=0)
+
+
+def test_round_to_gives_multiples_of_eight():
+    torch.manual_seed(0)
+    model = SmallCNN(widths=(32, 64, 64))
+    pruned = StructuredPruner(model, round_to=8).prune(0.3)
+    assert [pruned.get_submodule(n).out_channels for n in ("conv1", "conv2", "conv3")] == [24, 48, 48]
+
+
+# ---- importance criteria -------------------------------------------------------------------------------
+
+
+def test_importance_criteria():
+    conv = nn.Conv2d(1, 2, 1, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(torch.tensor([3.0, -4.0]).view(2, 1, 1, 1))
+    lin = nn.Linear(2, 2)
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[3.0, -4.0], [1.0, 1.0]]))
+    assert torch.equal(l1_importance(conv), torch.tensor([3.0, 4.0]))
+    assert torch.allclose(l2_importance(lin), torch.tensor([5.0, math.sqrt(2)]))
+    assert torch.equal(l1_importance(lin), torch.tensor([7.0, 2.0]))
+    bn = nn.BatchNorm2d(2)
+    with torch.no_grad():
+        bn.weight.copy_(torch.tensor([-0.5, 0.25]))
+    assert torch.equal(bn_scale_importance(conv, bn), torch.tensor([0.5, 0.25]))
+    with pytest.raises(ValueError, match="BatchNorm"):
+        bn_scale_importance(conv, None)
+
+
+def test_bn_scale_criterion_keeps_largest_gammas():
+    model = cnn()
+    pruner = StructuredPruner(model, importance="bn_scale")
+    pruned = pruner.prune(0.5)
+    keep = model[4].weight.abs().topk(8).indices.sort().values
+    assert torch.equal(pruned[4].weight, model[4].weight[keep])
+    assert torch.equal(pruner.compute_filter_importance(model[3]), model[4].weight.detach().abs())
+
+
+def test_bad_importance_raises():
+    with pytest.raises(ValueError, match="importance must be one of"):
+        StructuredPruner(cnn(), importance="l3")
+    with pytest.raises(ValueError, match="one score per output channel"):
+        StructuredPruner(cnn(), importance=lambda layer, bn: torch.ones(3)).prune(0.5)
+
+
+# ---- residual networks --------------------------------------------------------------------------------
+
+
+def test_cifar_resnet20_prunes_inner_channels_only_and_trains():
+    model = randomise_bn(cifar_resnet(20)).eval()
+    x = torch.randn(2, 3, 16, 16)
+    pruner, pruned = check_equivalent(model, x)
+    assert len(pruner.groups) == 9 and all(g.producer.endswith(".conv1") for g in pruner.groups)
+    for (name, old), new in zip(model.named_modules(), pruned.modules()):
+        if name.endswith("conv1") and "." in name:
+            assert new.out_channels == old.out_channels // 2, name
+        elif isinstance(old, nn.Conv2d):  # block outputs, the stem and the head are untouched
+            assert new.out_channels == old.out_channels, name
+    pruned.train()
+    pruned(x).sum().backward()
+    assert all(p.grad is not None for p in pruned.parameters())
+
+
+def test_torchvision_resnet18_forward_backward():
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(weights=None)
+    pruned = prune_resnet(model, 0.5, round_to=8)
+    assert pruned.layer1[0].conv1.out_channels == 32 and pruned.layer1[0].conv2.out_channels == 64
+    assert pruned.layer4[1].conv2.in_channels == 256
+    out = pruned(torch.randn(2, 3, 32, 32))
+    assert out.shape == (2, 1000)
+    out.sum().backward()
+    assert pruned.layer2[0].conv1.weight.grad is not None
+
+
+def test_torchvision_bottleneck_prunes_conv1_and_conv2():
+    pytest.importorskip("torchvision")
+    from torchvision.models.resnet import Bottleneck, ResNet
+
+    torch.manual_seed(0)
+    model = randomise_bn(ResNet(Bottleneck, [1, 1, 1, 1], num_classes=5)).eval()
+    x = torch.randn(2, 3, 32, 32)
+    pruner, pruned = check_equivalent(model, x)
+    block = pruned.layer2[0]
+    widths = (block.conv1.out_channels, block.conv2.in_channels, block.conv2.out_channels, block.conv3.in_channels)
+    assert widths == (64, 64, 64, 64)
+    assert block.conv3.out_channels == 512
+    assert len(pruner.groups) == 8
+
+
+def test_prune_resnet_refuses_a_model_without_known_blocks():
+    with pytest.raises(ValueError, match="no residual block"):
+        prune_resnet(cnn())
+
+
+# ---- clear errors ---------------------------------------------------------------------------------------
+
+
+def test_grouped_and_depthwise_convs_raise_naming_the_layer():
+    grouped = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3, groups=2), nn.ReLU(), nn.Conv2d(8, 4, 1))
+    with pytest.raises(ValueError, match=r"'2' is a grouped convolution"):
+        StructuredPruner(grouped)
+    depthwise = nn.Sequential(nn.Conv2d(3, 8, 1), nn.Conv2d(8, 8, 3, groups=8), nn.Conv2d(8, 4, 1))
+    with pytest.raises(ValueError, match=r"'1' is a depthwise convolution"):
+        StructuredPruner(depthwise)
+
+
+def test_grouped_bottleneck_raises_naming_the_layer():
+    pytest.importorskip("torchvision")
+    from torchvision.models.resnet import Bottleneck
+
+    model = nn.Sequential(Bottleneck(64, 16, groups=4))
+    with pytest.raises(ValueError, match=r"'0.conv2' is a grouped convolution"):
+        prune_resnet(model)
+
+
+class Scale(nn.Module):
+    def forward(self, x):
+        return x * 2
+
+
+@pytest.mark.parametrize("middle", [Scale(), nn.GroupNorm(2, 8), nn.Softmax(dim=1)],
+                         ids=["custom", "groupnorm", "softmax"])
+def test_unknown_coupling_raises_naming_the_layer(middle):
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), middle, nn.Conv2d(8, 4, 3))
+    with pytest.raises(ValueError, match=r"reach layer '1'.*exclude=\['0'\]"):
+        StructuredPruner(model)
+    StructuredPruner(model, exclude=["0"])  # the hint works: nothing to prune, but no error yet
+    with pytest.raises(ValueError, match="no channel group"):
+        StructuredPruner(model, exclude=["0"]).prune(0.5)
+
+
+def test_unknown_layers_after_the_last_weights_are_fine():
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3), nn.LogSoftmax(dim=1))
+    pruned = StructuredPruner(model).prune(0.5)
+    assert (pruned[0].out_features, pruned[2].out_features) == (4, 3)
+
+
+def test_linear_on_unflattened_conv_output_raises():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Linear(6, 4))
+    with pytest.raises(ValueError, match="unflattened"):
+        StructuredPruner(model)
+
+
+def test_model_with_nothing_to_prune_raises():
+    with pytest.raises(ValueError, match="no channel group"):
+        StructuredPruner(nn.Sequential(nn.Flatten(), nn.Linear(4, 2))).prune(0.5)
+
+    class Plain(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Conv2d(3, 4, 1), nn.Conv2d(4, 2, 1)
+
+        def forward(self, x):
+            return self.b(self.a(x))
+
+    with pytest.raises(ValueError, match="no channel group"):  # wiring unknown: refused, not guessed
+        StructuredPruner(Plain()).prune(0.5)
+
+
+def test_shared_layers_raise():
+    conv = nn.Conv2d(4, 4, 1)
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), conv, nn.ReLU(), conv)
+    with pytest.raises(ValueError, match="several places"):
+        StructuredPruner(model)
+
+
+def test_exclude_keeps_a_layer_whole_and_checks_names():
+    pruned = StructuredPruner(cnn(), exclude=["0"]).prune(0.5)
+    assert (pruned[0].out_channels, pruned[3].in_channels, pruned[3].out_channels) == (8, 8, 8)
+    with pytest.raises(ValueError, match="exclude names no layer"):
+        StructuredPruner(cnn(), exclude=["conv9"])
+
+
+def test_rejects_non_modules():
+    with pytest.raises(TypeError, match="torch.nn.Module"):
+        StructuredPruner("model")
+
+
+# ---- the input model, the tutorial API, groups, report -----------------------------------------------
+
+
+def test_input_model_is_not_modified():
+    model = cnn()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    StructuredPruner(model).prune(0.5)
+    after = model.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_tutorial_api_prune_conv_layer_and_adjust_next_layer():
+    model = cnn()
+    pruner = StructuredPruner(model)
+    conv, bn, keep = pruner.prune_conv_layer(model[3], model[4], 0.5)
+    assert conv.out_channels == bn.num_features == len(keep) == 8
+    head = pruner.adjust_next_layer(model[-1], keep, in_channels=16)
+    assert head.in_features == 8 * 16
+    nxt = pruner.adjust_next_layer(nn.Conv2d(16, 3, 1), keep)
+    assert nxt.in_channels == 8
+    with pytest.raises(ValueError, match="does not divide"):
+        pruner.adjust_next_layer(model[-1], keep, in_channels=7)
+    with pytest.raises(TypeError, match="conv must be"):
+        pruner.prune_conv_layer(nn.ReLU(), None, 0.5)
+    with pytest.raises(ValueError, match="prune_ratio"):
+        pruner.prune_conv_layer(model[3], model[4], 1.5)
+
+
+def test_groups_are_printable():
+    groups = find_channel_groups(cnn())
+    assert [g.producer for g in groups] == ["0", "3"]
+    text = str(groups[1])
+    assert "group '3': 16 channels" in text and "  4 " in text and "16 per channel" in text
+    assert isinstance(groups[0], ChannelGroup) and groups[0].consumers == [("3", 1)]
+
+
+def test_report_counts_params_and_flops():
+    model = SmallCNN(widths=(16, 32, 64))
+    pruner = StructuredPruner(model)
+    pruned = pruner.prune(0.5)
+    report = pruner.report
+    assert report.params_before == sum(p.numel() for p in model.parameters())
+    assert report.params_after == sum(p.numel() for p in pruned.parameters())
+    with FlopCounterMode(display=False) as counter:
+        pruned.eval()(torch.zeros(1, 1, 8, 8))
+    assert report.flops_after == counter.get_total_flops()
+    row = {r.name: r for r in report.rows}["conv2"]
+    assert (row.in_before, row.in_after, row.out_before, row.out_after) == (16, 8, 32, 16)
+    assert row.flops_after * 4 == row.flops_before
+    assert report.flops_ratio > 3.5 and "conv2" in str(report) and "→" in report.summary()
+    assert "| fc |" in report.to_markdown(changed_only=True)
+    same = StructuredPruner(model, exclude=["conv1", "conv2"])
+    same.prune(0.5)
+    assert "| conv1 |" not in same.report.to_markdown(changed_only=True)
+    no_flops = structure_report(cifar_resnet(20), cifar_resnet(20))
+    assert no_flops.flops_before is None and no_flops.flops_ratio is None and "-" in str(no_flops)
+
+
+def test_bad_input_size_raises():
+    with pytest.raises(ValueError, match="input_size must be"):
+        StructuredPruner(cnn(), input_size="3x8x8")
+    with pytest.raises(ValueError, match=r"input_size=\(1, 3, 6, 6\) does not fit"):
+        StructuredPruner(cnn(), input_size=(1, 3, 6, 6)).prune(0.5)
+
+
+def test_verbose_prints_the_table(capsys):
+    prune_simple_cnn(cnn(), 0.5, verbose=True)
+    assert "| layer | type | in | out | params | FLOPs |" in capsys.readouterr().out
+
+
+def test_pruned_model_fine_tunes_with_the_course_loop():
+    torch.manual_seed(0)
+    pruned = prune_simple_cnn(SmallCNN(widths=(8, 16)), 0.5)
+    data = [(torch.randn(8, 1, 8, 8), torch.randint(0, 10, (8,))) for _ in range(3)]
+    history = fine_tune(pruned, data, epochs=1, lr=0.01, device="cpu", progress=False)
+    assert math.isfinite(history["train_loss"][0])
+
+
+def test_compare_latency_reports_medians_and_speedups():
+    models = {"dense": cnn(), "pruned": StructuredPruner(cnn()).prune(0.5)}
+    models["dense"].train()
+    result = compare_latency(models, torch.randn(2, 3, 8, 8), rounds=2, min_run_time=0.01)
+    assert set(result) == {"dense", "pruned"} and result["dense"]["speedup"] == 1.0
+    assert all(r["seconds"] > 0 and len(r["times"]) == 2 for r in result.values())
+    assert models["dense"].training  # mode restored
+    with pytest.raises(ValueError, match="rounds"):
+        compare_latency(models, torch.randn(1, 3, 8, 8), rounds=0)
