@@ -41,6 +41,9 @@ class Profile:
     # Epochs of retraining after each pruning step in the topic notebooks.
     finetune_epochs: int = 5
     num_workers: int = 0
+    # CPU threads for torch (None: torch's default). The quick profile's tiny model runs fastest on
+    # one thread, and on a busy 2-core machine two threads can be 10x slower (threads spin-wait).
+    num_threads: int | None = None
     seed: int = 0
 
     def replace(self, **changes) -> "Profile":
@@ -59,6 +62,7 @@ PROFILES: dict[str, Profile] = {
         lr=0.05,
         weight_decay=5e-4,
         finetune_epochs=3,
+        num_threads=1,
     ),
     # Renda et al. 2020 / He et al. 2016 recipe for ResNet-56 on CIFAR-10: SGD 0.1, momentum 0.9,
     # weight decay 1e-4, batch 128, 182 epochs, LR x0.1 at epochs 91 and 136.
@@ -183,12 +187,15 @@ def setup_course(seed: int | None = None, device=None, verbose: bool = True):
     """
     profile = get_profile()
     seed_everything(profile.seed if seed is None else seed)
+    if profile.num_threads:
+        torch.set_num_threads(profile.num_threads)
     dev = get_device(device)
     if verbose:
         import platform
 
         print(
-            f"profile={profile.name} (dataset={profile.dataset}, model={profile.model}) | device={dev} | "
+            f"profile={profile.name} (dataset={profile.dataset}, model={profile.model}) | device={dev} "
+            f"({torch.get_num_threads()} CPU threads) | "
             f"torch {torch.__version__} | python {platform.python_version()}"
         )
     return profile, dev

@@ -1,4 +1,8 @@
 import pytest
+import torch
+
+# Unit tests use tiny models: one thread is fastest and immune to a busy machine (see Profile.num_threads).
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
