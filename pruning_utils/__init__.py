@@ -50,5 +50,20 @@ from .iterative import IterativePruner, per_iteration_rate, sparsity_schedule
 from .rewinding import LRRewindPruner, iterative_targets
 from .unstructured import SimplePruner, ThresholdPruner
 from .structured import StructuredPruner, compare_latency, find_channel_groups, prune_resnet, prune_simple_cnn
+from .distillation import DistillationFineTuner, distillation_loss, soft_targets
+from .gradual import GradualPruner, cubic_sparsity, pruning_steps
+
+_PIPELINE_NAMES = ("PipelineResult", "create_pruning_pipeline", "load_pruned_model")
+
+
+def __getattr__(name):
+    # pipeline.py is also a script (python -m pruning_utils.pipeline); importing it on first use keeps
+    # runpy from finding it already imported (and warning) when it runs as __main__.
+    if name in _PIPELINE_NAMES:
+        from . import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __version__ = "0.1.0"
