@@ -49,7 +49,26 @@ from .training import (
 from .iterative import IterativePruner, per_iteration_rate, sparsity_schedule
 from .rewinding import LRRewindPruner, iterative_targets
 from .unstructured import SimplePruner, ThresholdPruner
-from .structured import StructuredPruner, compare_latency, find_channel_groups, prune_resnet, prune_simple_cnn
+from .structured import StructuredPruner, find_channel_groups, prune_resnet, prune_simple_cnn
+from .metrics import (
+    CSRLinear,
+    SensitivityScan,
+    analysis_table,
+    analyze_pruned_model,
+    checkpoint_sizes,
+    compare_latency,
+    count_flops,
+    count_parameters,
+    format_analysis,
+    load_sparse,
+    measure_latency,
+    plain_state_dict,
+    save_sparse,
+    sensitivity_scan,
+    sparse_flops,
+    to_dense_linear,
+    to_sparse_linear,
+)
 from .distillation import DistillationFineTuner, distillation_loss, soft_targets
 from .gradual import GradualPruner, cubic_sparsity, pruning_steps
 

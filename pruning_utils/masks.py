@@ -122,13 +122,29 @@ def enforce_masks(model: nn.Module) -> None:
             module.parametrizations["weight"].original.mul_(m.mask)
 
 
+def _own_class(module: nn.Module) -> None:
+    """Give a parametrized module a private copy of its generated class.
+
+    ``copy.deepcopy`` of a parametrized module shares torch's generated ``Parametrized<Layer>`` class
+    with the original, and ``remove_parametrizations`` deletes the ``weight`` property from that class:
+    making a copy permanent would break every other copy. With its own class, only this module changes.
+    """
+    cls = type(module)
+    namespace = {k: v for k, v in vars(cls).items() if k not in ("__dict__", "__weakref__")}
+    module.__class__ = type(cls.__name__, cls.__bases__, namespace)
+
+
 @torch.no_grad()
 def make_permanent(model: nn.Module) -> int:
-    """Fold every mask into a plain ``weight`` parameter (zeros stay). Return how many layers changed."""
+    """Fold every mask into a plain ``weight`` parameter (zeros stay). Return how many layers changed.
+
+    Copies of the model (``copy.deepcopy``) keep their masks.
+    """
     count = 0
-    for module in model.modules():
+    for module in list(model.modules()):  # a list: removing a parametrization changes the tree
         if is_masked(module):
             enforce_masks(module)
+            _own_class(module)
             parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
             count += 1
     return count

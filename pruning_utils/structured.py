@@ -21,17 +21,15 @@ Anything else on a channel's path (a grouped or depthwise conv, an unknown modul
 from __future__ import annotations
 
 import copy
-import logging
-import statistics
 from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
-from torch.utils.flop_counter import FlopCounterMode
 
 from .masks import check_fraction
+from .metrics import check_input_size, count_flops, default_input_size
 
 __all__ = [
     "IMPORTANCE",
@@ -41,7 +39,6 @@ __all__ = [
     "StructuredPruner",
     "bn_scale_importance",
     "channels_to_keep",
-    "compare_latency",
     "find_channel_groups",
     "l1_importance",
     "l2_importance",
@@ -471,59 +468,18 @@ class PruningReport:
         return self.to_markdown()
 
 
-def _check_input_size(input_size) -> tuple | None:
-    if input_size is None:
-        return None
-    if (not isinstance(input_size, (tuple, list, torch.Size)) or not input_size
-            or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in input_size)):
-        raise ValueError(f"input_size must be an input shape with the batch dimension, e.g. (1, 3, 32, 32); "
-                         f"got {input_size!r}")
-    return tuple(input_size)
-
-
-def _default_input_size(model: nn.Module) -> tuple | None:
-    shape = getattr(model, "input_shape", None)  # SmallCNN
-    if shape is not None:
-        return (1, *shape)
-    features = getattr(model, "in_features", None)  # MLP
-    return (1, features) if isinstance(features, int) else None
-
-
-@torch.no_grad()
-def _flops_per_layer(model: nn.Module, input_size) -> tuple[dict[str, int], int]:
-    """FLOPs per module name and in total, counted by ``FlopCounterMode`` in eval mode."""
-    modes = {m: m.training for m in model.modules()}
-    param = next(model.parameters(), None)
-    x = torch.zeros(input_size, device=param.device if param is not None else None,
-                    dtype=param.dtype if param is not None else None)
-    model.eval()
-    try:
-        with FlopCounterMode(display=False) as counter:
-            model(x)
-    except (RuntimeError, ValueError) as exc:
-        raise ValueError(f"input_size={tuple(input_size)} does not fit {type(model).__name__}: {exc}") from exc
-    finally:
-        for m, mode in modes.items():
-            m.training = mode
-    per_layer = {}
-    for key, ops in counter.get_flop_counts().items():
-        if "." in key:  # "<ModelClass>.<module name>"
-            per_layer[key.split(".", 1)[1]] = sum(ops.values())
-    return per_layer, counter.get_total_flops()
-
-
 def structure_report(original: nn.Module, pruned: nn.Module, input_size=None) -> PruningReport:
     """Compare two models with the same layer names: channels, parameters and FLOPs per Conv/Linear layer.
 
     ``input_size`` (batch included, e.g. ``(1, 3, 32, 32)``) is needed for FLOPs; the course's
     ``SmallCNN`` and ``MLP`` provide their own. Without it the FLOPs columns stay empty.
     """
-    input_size = _default_input_size(original) if input_size is None else _check_input_size(input_size)
+    input_size = default_input_size(original) if input_size is None else check_input_size(input_size)
     flops_b = flops_a = None
     total_b = total_a = None
     if input_size is not None:
-        flops_b, total_b = _flops_per_layer(original, input_size)
-        flops_a, total_a = _flops_per_layer(pruned, input_size)
+        total_b, flops_b = count_flops(original, input_size)
+        total_a, flops_a = count_flops(pruned, input_size)
     after = dict(pruned.named_modules())
     rows = []
     for name, m in original.named_modules():
@@ -568,7 +524,7 @@ class StructuredPruner:
         self.importance = _criterion(importance)
         self.round_to = _check_round_to(round_to)
         self.groups = find_channel_groups(model, exclude)
-        self.input_size = _check_input_size(input_size)
+        self.input_size = None if input_size is None else check_input_size(input_size)
         self.report: PruningReport | None = None
 
     def describe(self) -> str:
@@ -697,58 +653,3 @@ def prune_resnet(model: nn.Module, prune_ratio: float = 0.3, *, verbose: bool = 
         raise ValueError(f"{type(model).__name__} has no residual block the pruner knows "
                          f"({', '.join(sorted(_BLOCKS))})")
     return pruner.prune(prune_ratio, verbose=verbose)
-
-
-# ---------------------------------------------------------------------------------------------
-# Measured latency
-# ---------------------------------------------------------------------------------------------
-
-
-@torch.no_grad()
-def _forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    return model(x)
-
-
-def compare_latency(models: dict, example_input: torch.Tensor, *, rounds: int = 5, min_run_time: float = 0.2,
-                    num_threads: int | None = None) -> dict[str, dict[str, float]]:
-    """Time each model's forward pass (eval mode, no grad) with ``torch.utils.benchmark``.
-
-    The models are timed in alternating order for ``rounds`` rounds (a shared machine's speed drifts);
-    each returns ``{"seconds": median time, "speedup": median over rounds of first model's time / this,
-    "times": the per-round times}``.
-    """
-    log = logging.getLogger("torch.utils.cpp_extension")  # its import warns about CUDA_HOME; irrelevant here
-    level = log.level
-    log.setLevel(logging.ERROR)
-    try:
-        from torch.utils import benchmark
-    finally:
-        log.setLevel(level)
-
-    if not isinstance(models, dict) or not models:
-        raise TypeError("models must be a non-empty dict {label: model}")
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        raise ValueError(f"rounds must be a positive int; got {rounds!r}")
-    previous_threads = torch.get_num_threads()
-    threads = previous_threads if num_threads is None else num_threads
-    modes = {label: m.training for label, m in models.items()}
-    times: dict[str, list[float]] = {label: [] for label in models}
-    timers = {label: benchmark.Timer("forward(model, x)", globals={"forward": _forward, "model": m, "x": example_input},
-                                     num_threads=threads) for label, m in models.items()}
-    try:
-        torch.set_num_threads(threads)
-        for m in models.values():
-            m.eval()
-            for _ in range(3):  # warm-up: allocator growth and one-off kernel choices
-                _forward(m, example_input)
-        for r in range(rounds):
-            order = list(timers.items())
-            for label, timer in (order if r % 2 == 0 else order[::-1]):
-                times[label].append(timer.blocked_autorange(min_run_time=min_run_time).median)
-    finally:
-        torch.set_num_threads(previous_threads)
-        for label, m in models.items():
-            m.train(modes[label])
-    ref = times[next(iter(models))]
-    return {label: {"seconds": statistics.median(t), "speedup": statistics.median(a / b for a, b in zip(ref, t)),
-                    "times": t} for label, t in times.items()}

@@ -11,6 +11,7 @@ from pruning_utils.masks import (
     get_mask,
     is_masked,
     layer_sparsities,
+    magnitude_prune,
     make_permanent,
     prunable_layers,
     smallest_k,
@@ -199,3 +200,19 @@ def test_smallest_k_is_exact_with_ties_and_matches_a_sort():
     brute = torch.zeros_like(chosen)
     brute[torch.argsort(x)[:1234]] = True
     assert torch.equal(chosen, brute)
+
+
+def test_make_permanent_on_a_copy_leaves_the_original_masked():
+    # torch shares the generated Parametrized<Layer> class between a module and its deepcopy, and
+    # removing a parametrization deletes the property from that class; make_permanent must not.
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 4), nn.ReLU(), nn.Linear(4, 2))
+    magnitude_prune(prunable_layers(model), 0.5)
+    copy_ = copy.deepcopy(model)
+    make_permanent(copy_)
+    x = torch.randn(3, 6)
+    assert is_masked(model[0]) and not is_masked(copy_[0])
+    assert torch.equal(model(x), copy_(x))
+    second = copy.deepcopy(model)
+    make_permanent(model)
+    assert is_masked(second[0]) and torch.equal(second(x), model(x))

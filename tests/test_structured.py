@@ -7,13 +7,13 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from pruning_utils.masks import apply_mask
+from pruning_utils.metrics import compare_latency
 from pruning_utils.models import MLP, SmallCNN, cifar_resnet
 from pruning_utils.structured import (
     ChannelGroup,
     StructuredPruner,
     bn_scale_importance,
     channels_to_keep,
-    compare_latency,
     find_channel_groups,
     l1_importance,
     l2_importance,
