@@ -11,7 +11,7 @@ CELL_TIMEOUT ?= 600
 export PRUNING_CACHE_DIR ?= $(CURDIR)/.cache
 export PRUNING_PROFILE   ?= quick
 
-.PHONY: install lab test unit notebooks course clean
+.PHONY: install lab test unit e2e notebooks course clean
 
 install: $(STAMP)
 
@@ -25,13 +25,25 @@ $(STAMP): pyproject.toml constraints.txt
 lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-# Unit tests, then every notebook under nbval (checked cells compared, the rest must run cleanly).
+# Unit tests, then every notebook under nbval (checked cells compared, the rest must run cleanly),
+# then notebook 00 run in JupyterLab in a headless browser (make e2e).
 test: $(STAMP)
-	$(BIN)/python -m pytest tests -q
+	$(BIN)/python -m pytest tests -q -m "not e2e"
 	$(BIN)/python -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=$(CELL_TIMEOUT) -p no:cacheprovider notebooks -q
+	$(MAKE) --no-print-directory e2e
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest tests -q
+	$(BIN)/python -m pytest tests -q -m "not e2e"
+
+# End to end: JupyterLab serves a copy of the notebooks, headless Debian Chromium (driven by playwright,
+# which downloads no browser) runs every cell of notebook 00 and checks the plots. Installs chromium
+# with apt-get when it is missing; here a missing browser is a failure, not a skip.
+SUDO := $(if $(filter 0,$(shell id -u)),,$(shell command -v sudo 2>/dev/null))
+
+e2e: $(STAMP)
+	test -x /usr/bin/chromium || { $(SUDO) apt-get update && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
+	PRUNING_E2E_REQUIRED=1 $(BIN)/python -m pytest tests/e2e -q -m e2e -p no:cacheprovider
 
 # Execute every notebook headless, in order, writing outputs back and timing each one.
 course: $(STAMP)
