@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import copy
 import gc
-import os
-import platform
 import statistics
 import sys
 import time
@@ -30,7 +28,9 @@ import torch.nn.utils.prune as prune
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _common import machine  # noqa: E402
 from pruning_utils import ThresholdPruner  # noqa: E402
 
 PRUNABLE = (nn.Conv2d, nn.Linear)
@@ -90,8 +90,7 @@ def main(argv=None) -> None:
     base = build_model(args.quick)
     name = "resnet18" if args.quick else "resnet50"
     total = sum(m.weight.numel() for m in prunable(base))
-    print(f"machine: {platform.processor() or platform.machine()} | {os.cpu_count()} CPUs | "
-          f"torch {torch.__version__} ({torch.get_num_threads()} threads) | python {platform.python_version()}")
+    print(f"machine: {machine()}")
     print(f"model: {name}(weights=None), seed 0, {len(prunable(base))} Conv2d/Linear layers, "
           f"{total:,} prunable weights | {args.rounds} rounds, median time, median of per-round ratios\n")
 

@@ -17,9 +17,6 @@ latency speedup of at least 0.8 x the FLOPs reduction; the last columns say whet
 from __future__ import annotations
 
 import argparse
-import ctypes
-import os
-import platform
 import sys
 from pathlib import Path
 
@@ -27,7 +24,9 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _common import load, machine, quiet_malloc  # noqa: E402
 from pruning_utils import StructuredPruner, cifar_resnet, compare_latency  # noqa: E402
 
 UNSTABLE = 1.5  # dense slowest/fastest round above this: the machine was busy, the speedup is unreliable
@@ -45,36 +44,6 @@ def vgg(config=VGG11, num_classes: int = 10) -> nn.Sequential:
             prev = v
     layers += [nn.Flatten(), nn.Linear(prev, num_classes)]
     return nn.Sequential(*layers)
-
-
-def quiet_malloc() -> None:
-    """Stop glibc from returning and re-faulting big activation buffers (see PERFORMANCE-NOTES)."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD
-        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
-    except (OSError, AttributeError):
-        pass
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{cpu} | {os.cpu_count()} CPUs | torch {torch.__version__} ({torch.get_num_threads()} threads) | "
-            f"python {platform.python_version()}")
-
-
-def load() -> str:
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "n/a"
 
 
 def main(argv=None) -> None:

@@ -36,12 +36,16 @@ def find_notebooks(folder: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folder", nargs="?", default="notebooks")
+    parser.add_argument("paths", nargs="*", default=["notebooks"],
+                        help="the notebooks folder (default), or single notebooks to run")
     parser.add_argument("--timeout", type=int, default=600, help="seconds allowed per cell")
     args = parser.parse_args(argv)
     total = 0.0
     print(f"{'notebook':<40} {'seconds':>8}")
-    for nb in find_notebooks(Path(args.folder)):
+    notebooks = []
+    for p in map(Path, args.paths):
+        notebooks += [p] if p.suffix == ".ipynb" else find_notebooks(p)
+    for nb in notebooks:
         try:
             seconds = run_notebook(nb, timeout=args.timeout)
         except Exception as exc:

@@ -72,11 +72,20 @@ def _is_parametrization_path(name: str) -> bool:
     return "parametrizations" in name.split(".")
 
 
+def _torch_prune_mask(module: nn.Module, pname: str) -> torch.Tensor | None:
+    """The mask ``torch.nn.utils.prune`` keeps beside ``<name>_orig`` (it leaves the original's values)."""
+    if not pname.endswith("_orig"):
+        return None
+    mask = getattr(module, f"{pname[:-5]}_mask", None)
+    return mask if isinstance(mask, torch.Tensor) else None
+
+
 def _logical_parameters(model: nn.Module):
     """``(module, name, tensor)`` for every parameter as the forward pass sees it.
 
     A masked weight is read as ``original * mask`` (its zeros show), once; the hidden ``original``
-    and the mask buffer are not counted again.
+    and the mask buffer are not counted again. Both the course's masks (``torch.nn.utils.parametrize``)
+    and ``torch.nn.utils.prune``'s ``weight_orig`` / ``weight_mask`` pairs are read this way.
     """
     seen = set()
     for name, module in model.named_modules():
@@ -85,7 +94,8 @@ def _logical_parameters(model: nn.Module):
         for pname, p in module.named_parameters(recurse=False):
             if id(p) not in seen:
                 seen.add(id(p))
-                yield module, pname, p
+                mask = _torch_prune_mask(module, pname)
+                yield (module, pname, p) if mask is None else (module, pname[:-5], p * mask)
         if parametrize.is_parametrized(module):
             for pname in module.parametrizations:
                 original = module.parametrizations[pname].original
@@ -122,19 +132,25 @@ def _ratio(a: float, b: float) -> float:
 def plain_state_dict(model: nn.Module) -> dict:
     """The ``state_dict`` the model would have with every mask made permanent (model untouched).
 
-    A masked (parametrized) layer contributes ``weight`` as the forward pass sees it, zeros included,
-    instead of ``parametrizations.weight.original`` + the mask buffer.
+    A masked layer contributes ``weight`` as the forward pass sees it, zeros included, instead of
+    ``parametrizations.weight.original`` + the mask buffer (or ``torch.nn.utils.prune``'s
+    ``weight_orig`` + ``weight_mask``).
     """
     out = {}
     for name, module in model.named_modules():
         if _is_parametrization_path(name):
             continue
         prefix = f"{name}." if name else ""
-        tensors = list(module.named_parameters(recurse=False))
+        tensors, masks = [], set()
+        for pname, p in module.named_parameters(recurse=False):
+            mask = _torch_prune_mask(module, pname)
+            tensors.append((pname, p) if mask is None else (pname[:-5], p * mask))
+            if mask is not None:
+                masks.add(f"{pname[:-5]}_mask")
         if parametrize.is_parametrized(module):
             tensors += [(pname, getattr(module, pname)) for pname in module.parametrizations]
         tensors += [(bname, b) for bname, b in module.named_buffers(recurse=False)
-                    if bname not in module._non_persistent_buffers_set]
+                    if bname not in module._non_persistent_buffers_set and bname not in masks]
         for key, tensor in tensors:
             out[f"{prefix}{key}"] = tensor.detach().clone()
     return out
@@ -333,50 +349,78 @@ def _nbytes(t: torch.Tensor) -> int:
     return t.numel() * t.element_size()
 
 
-def _encode(tensor: torch.Tensor, encoding: str, values_dtype: torch.dtype | None) -> dict:
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+class _Blobs:
+    """Tensors packed end to end, one flat blob per dtype: a file with a handful of storages instead of
+    several per layer (each storage costs a zip record in ``torch.save``, which adds up on small models)."""
+
+    def __init__(self):
+        self.parts: dict[str, list[torch.Tensor]] = {}
+        self.sizes: dict[str, int] = {}
+
+    def add(self, tensor: torch.Tensor) -> list:
+        """Append ``tensor`` (flattened); return its reference ``[blob name, offset, numel]``."""
+        name = _dtype_name(tensor.dtype)
+        offset = self.sizes.get(name, 0)
+        self.parts.setdefault(name, []).append(tensor.reshape(-1))
+        self.sizes[name] = offset + tensor.numel()
+        return [name, offset, tensor.numel()]
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {name: torch.cat(parts) for name, parts in self.parts.items()}
+
+
+def _encode(tensor: torch.Tensor, encoding: str, values_dtype: torch.dtype | None, blobs: _Blobs) -> dict:
     """The smallest of dense / sparse encodings for one tensor (sparse only for floating tensors)."""
     t = tensor.detach().cpu()
     stored = t.to(values_dtype) if values_dtype is not None and t.is_floating_point() else t
-    dense = {"kind": "dense", "dtype": str(t.dtype).removeprefix("torch."), "data": stored.contiguous()}
-    if not t.is_floating_point() or t.dim() == 0 or t.numel() < 64:
-        return dense
-    non_zero = t.reshape(-1) != 0
-    if encoding == "bitmask":
-        entry = {"kind": "bitmask", "bits": _pack_bits(non_zero), "values": stored.reshape(-1)[non_zero].clone()}
-        size = _nbytes(entry["bits"]) + _nbytes(entry["values"])
-    else:
-        matrix = stored.reshape(t.shape[0], -1) if t.dim() > 1 else stored.reshape(1, -1)
-        with _quiet_sparse():
-            csr = matrix.to_sparse_csr()
-        index_dtype = torch.int32 if t.numel() < 2**31 else torch.int64
-        entry = {"kind": "csr", "crow": csr.crow_indices().to(index_dtype), "col": csr.col_indices().to(index_dtype),
-                 "values": csr.values().clone()}
-        size = _nbytes(entry["crow"]) + _nbytes(entry["col"]) + _nbytes(entry["values"])
-    if size >= _nbytes(stored):
-        return dense
-    entry.update(dtype=dense["dtype"], shape=list(t.shape))
+    entry = {"dtype": _dtype_name(t.dtype), "shape": list(t.shape)}
+    parts = {"data": stored}
+    kind = "dense"
+    if t.is_floating_point() and t.dim() > 0:
+        non_zero = t.reshape(-1) != 0
+        if encoding == "bitmask":
+            sparse = {"bits": _pack_bits(non_zero), "values": stored.reshape(-1)[non_zero]}
+        else:
+            matrix = stored.reshape(t.shape[0], -1) if t.dim() > 1 else stored.reshape(1, -1)
+            with _quiet_sparse():
+                csr = matrix.to_sparse_csr()
+            index_dtype = torch.int32 if t.numel() < 2**31 else torch.int64
+            sparse = {"crow": csr.crow_indices().to(index_dtype), "col": csr.col_indices().to(index_dtype),
+                      "values": csr.values()}
+        if sum(_nbytes(v) for v in sparse.values()) < _nbytes(stored):
+            kind, parts = encoding, sparse
+    entry["kind"] = kind
+    entry.update({name: blobs.add(value) for name, value in parts.items()})
     return entry
 
 
-def _decode(key: str, entry: dict) -> torch.Tensor:
+def _decode(key: str, entry: dict, blobs: dict) -> torch.Tensor:
+    def part(name):
+        blob, offset, numel = entry[name]
+        return blobs[blob][offset:offset + numel]
+
     try:
         dtype = getattr(torch, entry["dtype"])
-        if entry["kind"] == "dense":
-            return entry["data"].to(dtype)
         shape = tuple(entry["shape"])
+        if entry["kind"] == "dense":
+            return part("data").to(dtype).reshape(shape)
         n = math.prod(shape)
-        values = entry["values"].to(dtype)
+        values = part("values").to(dtype)
         if entry["kind"] == "bitmask":
             out = torch.zeros(n, dtype=dtype)
-            out[_unpack_bits(entry["bits"], n)] = values
+            out[_unpack_bits(part("bits"), n)] = values
             return out.reshape(shape)
         if entry["kind"] == "csr":
             rows = shape[0] if len(shape) > 1 else 1
             with _quiet_sparse():  # invariants checked: a damaged file raises instead of crashing
-                matrix = torch.sparse_csr_tensor(entry["crow"].long(), entry["col"].long(), values,
+                matrix = torch.sparse_csr_tensor(part("crow").long(), part("col").long(), values,
                                                  size=(rows, n // rows), check_invariants=True)
             return matrix.to_dense().reshape(shape)
-    except (KeyError, AttributeError, RuntimeError, TypeError) as exc:
+    except (KeyError, AttributeError, RuntimeError, TypeError, ValueError, IndexError) as exc:
         raise CheckpointError(f"sparse checkpoint entry {key!r} is damaged: {exc}") from exc
     raise CheckpointError(f"sparse checkpoint entry {key!r} has unknown kind {entry.get('kind')!r}")
 
@@ -384,11 +428,12 @@ def _decode(key: str, entry: dict) -> torch.Tensor:
 def save_sparse(model_or_state_dict, path, *, encoding: str = "bitmask", fp16: bool = False) -> Path:
     """Write a compact checkpoint of a (pruned) model: the zeros cost a bit each, or nothing.
 
-    Every floating tensor is stored in the smallest of: dense; ``encoding="bitmask"`` (one bit per entry
+    Every floating tensor is stored in the smaller of: dense; ``encoding="bitmask"`` (one bit per entry
     saying "non-zero" + the non-zero values); ``encoding="csr"`` (row pointers and int32 column indices
-    of the tensor viewed as ``(out, -1)`` + the non-zero values). Masked models are saved as if
-    permanent. With ``fp16=True`` floating values are stored in half precision (half the bytes, no
-    longer exact). The file is written atomically; :func:`load_sparse` reads it back.
+    of the tensor viewed as ``(out, -1)`` + the non-zero values). All parts are packed into one flat
+    blob per dtype. Masked models are saved as if permanent. With ``fp16=True`` floating values are
+    stored in half precision (half the bytes, no longer exact). The file is written atomically;
+    :func:`load_sparse` reads it back.
     """
     if encoding not in ENCODINGS:
         raise ValueError(f"encoding must be one of {ENCODINGS}; got {encoding!r}")
@@ -400,12 +445,13 @@ def save_sparse(model_or_state_dict, path, *, encoding: str = "bitmask", fp16: b
         raise TypeError(f"model_or_state_dict must be an nn.Module or a state_dict; "
                         f"got {type(model_or_state_dict).__name__}")
     values_dtype = torch.float16 if fp16 else None
-    tensors = {}
+    blobs, entries = _Blobs(), {}
     for key, value in state.items():
         if not isinstance(value, torch.Tensor):
             raise TypeError(f"state_dict entry {key!r} is not a tensor ({type(value).__name__})")
-        tensors[key] = _encode(value, encoding, values_dtype)
-    payload = {"format": SPARSE_FORMAT, "version": SPARSE_VERSION, "encoding": encoding, "tensors": tensors}
+        entries[key] = _encode(value, encoding, values_dtype, blobs)
+    payload = {"format": SPARSE_FORMAT, "version": SPARSE_VERSION, "encoding": encoding,
+               "entries": entries, "blobs": blobs.tensors()}
     return save_checkpoint(payload, path)
 
 
@@ -417,7 +463,7 @@ def load_sparse(path) -> dict:
     if payload.get("version") != SPARSE_VERSION:
         raise CheckpointError(f"{str(path)!r} has sparse format version {payload.get('version')!r}; "
                               f"this course reads version {SPARSE_VERSION}")
-    return {key: _decode(key, entry) for key, entry in payload["tensors"].items()}
+    return {key: _decode(key, entry, payload["blobs"]) for key, entry in payload["entries"].items()}
 
 
 def checkpoint_sizes(model: nn.Module, *, encoding: str = "bitmask", fp16: bool = False) -> dict:
@@ -436,8 +482,9 @@ def checkpoint_sizes(model: nn.Module, *, encoding: str = "bitmask", fp16: bool 
 class CSRLinear(nn.Module):
     """An inference-only ``nn.Linear`` whose weight is a sparse CSR matrix.
 
-    ``y = x W^T + b`` is computed as ``(W x^T + b)^T`` with ``torch.addmm`` on the CSR weight: work
-    proportional to the non-zero weights. Build it with :meth:`from_linear` (or :func:`to_sparse_linear`).
+    ``y = x W^T + b`` is computed as ``(W x^T + b)^T`` with ``torch.addmm`` on the CSR weight (for a
+    single input, ``torch.addmv``): work proportional to the non-zero weights. Indices are int32, which
+    the CPU kernels run faster than int64. Build it with :meth:`from_linear` (or :func:`to_sparse_linear`).
     """
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None):
@@ -455,7 +502,11 @@ class CSRLinear(nn.Module):
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"linear must be an nn.Linear; got {type(linear).__name__}")
         with _quiet_sparse():
-            return cls(linear.weight.detach().to_sparse_csr(), linear.bias)
+            csr = linear.weight.detach().to_sparse_csr()
+            if csr.values().numel() < 2**31:
+                csr = torch.sparse_csr_tensor(csr.crow_indices().int(), csr.col_indices().int(), csr.values(),
+                                              csr.shape, check_invariants=False)  # built from a valid CSR
+            return cls(csr, linear.bias)
 
     def __deepcopy__(self, memo):
         # copy.deepcopy cannot reach a CSR tensor's storage; clone() copies its three arrays.
@@ -484,7 +535,9 @@ class CSRLinear(nn.Module):
             raise ValueError(f"CSRLinear expects inputs with {self.in_features} features in the last dimension; "
                              f"got shape {tuple(x.shape)}")
         flat = x.reshape(-1, self.in_features)
-        if self.bias is None:
+        if flat.shape[0] == 1:  # one input: a sparse matrix-vector product
+            out = torch.mv(self.weight, flat[0]) if self.bias is None else torch.addmv(self.bias, self.weight, flat[0])
+        elif self.bias is None:
             out = (self.weight @ flat.T).T
         else:
             out = torch.addmm(self.bias.unsqueeze(1), self.weight, flat.T).T
@@ -602,7 +655,8 @@ def _format_value(key: str, value) -> str:
         return "-"
     if key in ("sparsity", "model_sparsity"):
         return f"{100 * value:.1f}%"
-    if key in ("compression_ratio", "theoretical_speedup", "size_ratio", "speedup"):
+    if key in ("compression_ratio", "theoretical_speedup", "size_ratio", "speedup", "params_reduction",
+               "flops_reduction"):
         return _times(value)
     if key.endswith("_bytes"):
         return f"{value / 1024:.1f} KiB"
@@ -637,18 +691,38 @@ def format_analysis(result: dict) -> str:
     return "\n".join(lines)
 
 
-DEFAULT_COLUMNS = ("accuracy", "sparsity", "non_zero_params", "compression_ratio", "sparse_flops",
-                   "theoretical_speedup", "dense_bytes", "sparse_bytes", "latency_s", "speedup")
+DEFAULT_COLUMNS = ("accuracy", "sparsity", "non_zero_params", "params_reduction", "sparse_flops", "flops_reduction",
+                   "dense_bytes", "sparse_bytes", "latency_s", "speedup")
+_HEADERS = {"non_zero_params": "non-zero params", "params_reduction": "fewer params",
+            "sparse_flops": "FLOPs (zeros skipped)", "flops_reduction": "fewer FLOPs", "dense_bytes": "dense file",
+            "sparse_bytes": "sparse file", "latency_s": "latency", "speedup": "speed-up"}
 
 
-def analysis_table(results: dict, columns=DEFAULT_COLUMNS) -> str:
-    """A markdown table, one row per ``{label: analysis dict}`` entry; missing values show as ``-``."""
+def analysis_table(results: dict, columns=DEFAULT_COLUMNS, reference: str | None = "dense") -> str:
+    """A markdown table, one row per ``{label: analysis dict}`` entry; missing values show as ``-``.
+
+    With a ``reference`` row (default ``"dense"``) two columns compare every model with it:
+    ``params_reduction`` = reference parameters / non-zero parameters and ``flops_reduction`` =
+    reference FLOPs / FLOPs with zeros skipped, so structured (smaller) and unstructured (sparser)
+    models are measured on the same scale.
+    """
     if not isinstance(results, dict) or not results:
         raise ValueError("results must be a non-empty dict {label: analysis dict}")
-    columns = [c for c in columns if any(c in r for r in results.values())]
-    header = "| model | " + " | ".join(c.replace("_", " ") for c in columns) + " |"
-    lines = [header, "|---|" + "---:|" * len(columns)]
+    if reference is not None and reference not in results:
+        raise ValueError(f"reference {reference!r} is not one of the results: {list(results)}")
+    rows = {}
     for label, r in results.items():
+        rows[label] = dict(r)
+        if reference is not None:
+            ref = results[reference]
+            if "total_params" in ref and "non_zero_params" in r:
+                rows[label]["params_reduction"] = _ratio(ref["total_params"], r["non_zero_params"])
+            if "dense_flops" in ref and "sparse_flops" in r:
+                rows[label]["flops_reduction"] = _ratio(ref["dense_flops"], r["sparse_flops"])
+    columns = [c for c in columns if any(c in r for r in rows.values())]
+    header = "| model | " + " | ".join(_HEADERS.get(c, c.replace("_", " ")) for c in columns) + " |"
+    lines = [header, "|---|" + "---:|" * len(columns)]
+    for label, r in rows.items():
         lines.append(f"| {label} | " + " | ".join(_format_value(c, r.get(c)) for c in columns) + " |")
     return "\n".join(lines)
 

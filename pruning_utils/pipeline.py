@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import math
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from .distillation import DistillationFineTuner, _check_alpha, _check_temperatur
 from .gradual import GradualPruner
 from .masks import check_fraction, make_permanent, prunable_layers
 from .masks import sparsity as _sparsity
+from .metrics import count_parameters
 from .models import build_model
 from .training import build_optimizer, evaluate, train_baseline
 
@@ -64,8 +66,8 @@ class PipelineResult:
 
     @property
     def compression_ratio(self) -> float:
-        """Parameters of the dense model per parameter left non-zero."""
-        return self.total_params / max(self.nonzero_params, 1)
+        """Parameters of the dense model per parameter left non-zero (``inf`` when none is left)."""
+        return self.total_params / self.nonzero_params if self.nonzero_params else math.inf
 
     def summary(self) -> dict:
         """The numbers as a flat dict (for a results table or JSON)."""
@@ -169,8 +171,8 @@ def create_pruning_pipeline(profile: str | Profile | None = None, sparsity: floa
     make_permanent(student)
     pruned_accuracy = evaluate(student, loaders.test, device=device)["accuracy"]
     reached = _prunable_sparsity(student)
-    total = sum(p.numel() for p in student.parameters())
-    nonzero = sum(int(torch.count_nonzero(p)) for p in student.parameters())
+    counts = count_parameters(student)
+    total, nonzero = counts["total_params"], counts["non_zero_params"]
     save_checkpoint(
         {
             "state_dict": {k: v.detach().cpu() for k, v in student.state_dict().items()},

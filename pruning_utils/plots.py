@@ -22,6 +22,9 @@ __all__ = [
     "plot_results_by_seed",
     "plot_sparsity_schedule",
     "plot_pruning_runs",
+    "plot_tradeoff",
+    "plot_sensitivity",
+    "plot_speedup_vs_sparsity",
 ]
 
 
@@ -284,5 +287,51 @@ def plot_pruning_runs(runs: dict, title: str = "pruning during training"):
     for ax in (ax_s, ax_a):
         ax.grid(alpha=0.3)
         ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_tradeoff(results: dict, x: str, y: str = "accuracy", *, xlabel: str | None = None,
+                  ylabel: str = "test accuracy (%)", logx: bool = True, title: str = "accuracy vs cost"):
+    """One labelled point per model: ``results = {label: {x: value, y: fraction in [0, 1]}}``.
+
+    ``x`` is a cost (bytes, seconds, FLOPs): lower is better, so the best models sit top-left.
+    """
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for label, r in results.items():
+        ax.scatter(r[x], 100 * r[y], s=40, zorder=3)
+        ax.annotate(label, (r[x], 100 * r[y]), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    if logx:
+        ax.set_xscale("log")
+    ax.set(xlabel=xlabel or x.replace("_", " "), ylabel=ylabel, title=title)
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    return fig
+
+
+def plot_sensitivity(scan, title: str = "sensitivity: one layer pruned at a time"):
+    """A :class:`~pruning_utils.metrics.SensitivityScan`: metric per sparsity, one line per layer."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    xs = [100 * s for s in scan.sparsities]
+    for name, values in scan.results.items():
+        ax.plot(xs, [100 * v for v in values], marker="o", label=name)
+    ax.axhline(100 * scan.dense, color="gray", linestyle="--", label=f"dense ({100 * scan.dense:.1f}%)")
+    ax.set(xlabel="sparsity of that one layer (%)", ylabel="validation accuracy (%)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_speedup_vs_sparsity(curves: dict, title: str = "sparse CSR vs dense"):
+    """Measured speed-up per sparsity: ``curves = {label: (sparsities, speedups)}``, with a line at 1x."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for label, (sp, factor) in curves.items():
+        ax.plot([100 * s for s in sp], factor, marker="o", label=label)
+    ax.axhline(1.0, color="gray", linestyle="--", linewidth=1, label="as fast as dense")
+    ax.set_yscale("log")
+    ax.set(xlabel="sparsity (%)", ylabel="speed-up over dense (x)", title=title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
     fig.tight_layout()
     return fig

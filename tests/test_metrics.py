@@ -313,11 +313,49 @@ def test_sensitivity_scan_bad_input():
 
 
 def test_analysis_table_formats_every_row():
-    rows = {"dense": analyze_pruned_model(SmallCNN(), latency=False),
+    dense = SmallCNN(widths=(8, 16, 16))
+    rows = {"dense": analyze_pruned_model(dense, latency=False),
             "pruned": {**analyze_pruned_model(pruned_cnn(), latency=False), "accuracy": 0.95}}
     table = analysis_table(rows).splitlines()
-    assert table[0].startswith("| model | accuracy | sparsity")
+    assert table[0].startswith("| model | accuracy | sparsity | non-zero params | fewer params |")
     assert table[2].startswith("| dense | - | 0.0% |")
     assert table[3].startswith("| pruned | 95.00% | 90.0% |")
+    expected = rows["dense"]["total_params"] / rows["pruned"]["non_zero_params"]
+    assert f"| {expected:.2f}x |" in table[3]
+    assert "fewer params" not in analysis_table(rows, reference=None)
     with pytest.raises(ValueError, match="results must be"):
         analysis_table({})
+    with pytest.raises(ValueError, match="reference 'base'"):
+        analysis_table(rows, reference="base")
+
+
+def test_csr_linear_single_input_path_matches_dense():
+    torch.manual_seed(0)
+    layer = nn.Linear(30, 7)
+    apply_mask(layer, (torch.rand(7, 30) > 0.8).float())
+    csr = CSRLinear.from_linear(layer)
+    assert csr.weight.col_indices().dtype == torch.int32
+    for x in (torch.randn(1, 30), torch.randn(30), torch.randn(1, 1, 30)):
+        with torch.no_grad():
+            torch.testing.assert_close(csr(x), layer(x))
+    no_bias = nn.Linear(30, 7, bias=False)
+    x = torch.randn(1, 30)
+    with torch.no_grad():
+        torch.testing.assert_close(CSRLinear.from_linear(no_bias)(x), no_bias(x))
+
+
+def test_models_pruned_with_torch_prune_are_read_through_their_masks():
+    import torch.nn.utils.prune as torch_prune
+
+    torch.manual_seed(0)
+    ours = SmallCNN(widths=(8, 16, 16))
+    theirs = copy.deepcopy(ours)
+    magnitude_prune(prunable_layers(ours), 0.8)
+    layers = [(m, "weight") for m in theirs.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    torch_prune.global_unstructured(layers, pruning_method=torch_prune.L1Unstructured, amount=0.8)
+    # torch keeps the original values in weight_orig: reading parameters() finds no new zeros
+    assert all(int((m.weight_orig == 0).sum()) == 0 for m, _ in layers)
+    a = analyze_pruned_model(ours, latency=False)
+    b = analyze_pruned_model(theirs, latency=False)
+    assert a == b and a["sparsity"] == pytest.approx(0.8, abs=1e-4)
+    assert plain_state_dict(theirs).keys() == plain_state_dict(ours).keys()
