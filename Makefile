@@ -47,7 +47,7 @@ e2e: $(STAMP)
 
 # Execute every notebook headless, in order, writing outputs back and timing each one.
 course: $(STAMP)
-	$(BIN)/python -m pruning_utils.course notebooks
+	$(BIN)/python -m pruning_utils.course notebooks --results results
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache

@@ -72,16 +72,19 @@ from .metrics import (
 from .distillation import DistillationFineTuner, distillation_loss, soft_targets
 from .gradual import GradualPruner, cubic_sparsity, pruning_steps
 
-_PIPELINE_NAMES = ("PipelineResult", "create_pruning_pipeline", "load_pruned_model")
+# pipeline.py and course.py are also scripts (python -m pruning_utils.pipeline / .course); importing them
+# on first use keeps runpy from finding them already imported (and warning) when they run as __main__.
+_LAZY = {
+    "PipelineResult": "pipeline", "create_pruning_pipeline": "pipeline", "load_pruned_model": "pipeline",
+    "record_results": "course", "save_figure": "course", "colab_url": "course",
+}
 
 
 def __getattr__(name):
-    # pipeline.py is also a script (python -m pruning_utils.pipeline); importing it on first use keeps
-    # runpy from finding it already imported (and warning) when it runs as __main__.
-    if name in _PIPELINE_NAMES:
-        from . import pipeline
+    if name in _LAZY:
+        import importlib
 
-        return getattr(pipeline, name)
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

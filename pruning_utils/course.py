@@ -1,16 +1,182 @@
-"""Run every course notebook headless, in order, and report how long each took.
+"""The course as a whole: where it is published, running every notebook, collecting the key results.
 
-``python -m pruning_utils.course notebooks`` (what ``make course`` runs) executes each notebook in
-its own kernel with the current environment's profile, writes the outputs back into the notebook and
-prints one line per notebook. It stops at the first notebook that fails.
+``python -m pruning_utils.course notebooks --results results`` (what ``make course`` runs) executes
+each notebook top to bottom in its own kernel with the current environment's profile, writes the
+outputs back into the notebook and prints one line per notebook. Each notebook records its key numbers
+with :func:`record_results` and its main figure with :func:`save_figure`; after the run
+``results/summary.md`` collects them with every notebook's run time. It stops at the first notebook
+that fails.
+
+``COURSE_REPO`` and ``COURSE_REF`` say where the course is published: the Colab set-up cell of every
+notebook installs from there, and the README's "Open in Colab" badges point there
+(:func:`colab_url`); tests keep all three in agreement.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
+import os
+import platform
+import re
+import shutil
 import sys
 import time
 from pathlib import Path
+
+COURSE_REPO = "https://github.com/pruning-course/pruning-course"
+COURSE_REF = "main"
+RESULTS_ENV = "PRUNING_RESULTS_DIR"
+NOTEBOOK_PATTERN = "[0-9][0-9]_*.ipynb"
+
+__all__ = [
+    "COURSE_REF",
+    "COURSE_REPO",
+    "colab_url",
+    "find_notebooks",
+    "record_results",
+    "results_dir",
+    "run_notebook",
+    "save_figure",
+    "write_summary",
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# Where the course lives
+# ---------------------------------------------------------------------------------------------
+
+
+def colab_url(notebook: str | Path, repo: str = COURSE_REPO, ref: str = COURSE_REF) -> str:
+    """The "Open in Colab" address of ``notebooks/<name>.ipynb`` in the published repository."""
+    match = re.fullmatch(r"https://github\.com/([^/]+/[^/]+?)(?:\.git)?/?", repo)
+    if not match:
+        raise ValueError(f"repo must be a https://github.com/<owner>/<name> address; got {repo!r}")
+    return f"https://colab.research.google.com/github/{match.group(1)}/blob/{ref}/notebooks/{Path(notebook).name}"
+
+
+def colab_badge(notebook: str | Path) -> str:
+    """Markdown for the "Open in Colab" badge of one notebook."""
+    return f"[![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab_url(notebook)})"
+
+
+# ---------------------------------------------------------------------------------------------
+# Key results, recorded by the notebooks
+# ---------------------------------------------------------------------------------------------
+
+
+def results_dir() -> Path:
+    """Where notebooks record results: ``$PRUNING_RESULTS_DIR`` (``make course``: ``results/``),
+    else ``<cache>/results`` so that a notebook run by hand or by nbval leaves the checkout alone."""
+    env = os.environ.get(RESULTS_ENV)
+    if env:
+        return Path(env).expanduser()
+    from .config import cache_dir
+
+    return cache_dir() / "results"
+
+
+def _number(name: str, value) -> float | int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number; got {value!r}")
+    return value
+
+
+def record_results(notebook: str, headline: str, *, accuracy: float | None = None, sparsity: float | None = None,
+                   params: int | None = None, flops: int | None = None, latency_ms: float | None = None) -> Path:
+    """Save one notebook's key result for the course summary; return the file written.
+
+    ``notebook`` is the notebook's number (``"03"``); ``headline`` one sentence with the measured
+    numbers; the keywords are the columns of the summary table (test accuracy and sparsity as
+    fractions, non-zero parameters, FLOPs of one forward pass, latency in milliseconds).
+    """
+    if not isinstance(notebook, str) or not re.fullmatch(r"\d\d", notebook):
+        raise ValueError(f"notebook must be the notebook's two-digit number, e.g. '03'; got {notebook!r}")
+    if not isinstance(headline, str) or not headline.strip():
+        raise ValueError("headline must be a non-empty sentence")
+    numbers = {k: _number(k, v) for k, v in dict(accuracy=accuracy, sparsity=sparsity, params=params, flops=flops,
+                                                  latency_ms=latency_ms).items() if v is not None}
+    folder = results_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{notebook}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"notebook": notebook, "headline": headline.strip(), **numbers}, indent=1))
+    os.replace(tmp, path)
+    return path
+
+
+def save_figure(fig, name: str) -> Path:
+    """Save a matplotlib figure as ``<results>/figures/<name>.png`` (the README shows some of them)."""
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", name):
+        raise ValueError(f"name must be letters, digits, '_' or '-' (no extension); got {name!r}")
+    folder = results_dir() / "figures"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
+    tmp = folder / f".{name}.tmp.png"
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    os.replace(tmp, path)
+    return path
+
+
+def _fmt(key: str, value) -> str:
+    if value is None:
+        return "–"
+    if key in ("accuracy", "sparsity"):
+        return f"{100 * value:.2f}%" if key == "accuracy" else f"{100 * value:.1f}%"
+    if key == "params":
+        return f"{value:,}"
+    if key == "flops":
+        return f"{value / 1e6:.2f} M"
+    if key == "latency_ms":
+        return f"{value:.2f} ms"
+    if key == "seconds":
+        return f"{value:.0f} s"
+    return str(value)
+
+
+def _machine() -> str:
+    import torch
+
+    return (f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, "
+            f"torch {torch.__version__}")
+
+
+def write_summary(folder: Path | None = None, profile: str | None = None) -> Path:
+    """Collect every ``NN.json`` of ``folder`` (default :func:`results_dir`) into ``summary.md``."""
+    folder = results_dir() if folder is None else Path(folder)
+    records = [json.loads(p.read_text()) for p in sorted(folder.glob("[0-9][0-9].json"))]
+    if not records:
+        raise ValueError(f"no notebook results (NN.json) in {str(folder)!r}; run the notebooks first")
+    total = sum(r.get("seconds", 0.0) for r in records)
+    profile = profile or os.environ.get("PRUNING_PROFILE", "quick")
+    lines = [
+        "# Course results",
+        "",
+        f"Written by `make course` (`python -m pruning_utils.course notebooks --results results`): profile "
+        f"`{profile}`, {_machine()}. Each notebook records its key numbers with `record_results`; the run "
+        f"time is the notebook's wall time top to bottom. Test accuracy is on the held-out test split.",
+        "",
+        "| # | run time | key result | test accuracy | sparsity | non-zero params | FLOPs | latency |",
+        "|---|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in records:
+        cells = [_fmt(k, r.get(k)) for k in ("seconds", "headline", "accuracy", "sparsity", "params", "flops",
+                                              "latency_ms")]
+        cells[1] = r["headline"]
+        lines.append(f"| {r['notebook']} | " + " | ".join(cells) + " |")
+    lines += ["", f"All {len(records)} notebooks: {total / 60:.1f} minutes ({total:.0f} s).", ""]
+    figures = sorted((folder / "figures").glob("*.png"))
+    if figures:
+        lines += ["## Figures", ""] + [f"![{p.stem}](figures/{p.name})" for p in figures] + [""]
+    path = folder / "summary.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Running the notebooks
+# ---------------------------------------------------------------------------------------------
 
 
 def run_notebook(path: Path, timeout: int = 600) -> float:
@@ -28,10 +194,18 @@ def run_notebook(path: Path, timeout: int = 600) -> float:
 
 def find_notebooks(folder: Path) -> list[Path]:
     """The course notebooks (``NN_name.ipynb``) in order."""
-    notebooks = sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
+    notebooks = sorted(p for p in Path(folder).glob(NOTEBOOK_PATTERN))
     if not notebooks:
         raise ValueError(f"no notebooks named NN_*.ipynb in {str(folder)!r}")
     return notebooks
+
+
+def _add_time(folder: Path, notebook: Path, seconds: float) -> None:
+    path = folder / f"{notebook.name[:2]}.json"
+    if path.is_file():  # a notebook that records nothing gets no row
+        record = json.loads(path.read_text())
+        record["seconds"] = round(seconds, 1)
+        path.write_text(json.dumps(record, indent=1))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,12 +213,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("paths", nargs="*", default=["notebooks"],
                         help="the notebooks folder (default), or single notebooks to run")
     parser.add_argument("--timeout", type=int, default=600, help="seconds allowed per cell")
+    parser.add_argument("--results", default=None,
+                        help="folder for the recorded results and summary.md (make course: results); running a "
+                             "whole folder starts it afresh")
     args = parser.parse_args(argv)
+    notebooks, whole_folder = [], False
+    for p in map(Path, args.paths):
+        if p.suffix == ".ipynb":
+            notebooks.append(p)
+        else:
+            notebooks += find_notebooks(p)
+            whole_folder = True
+    results = None
+    if args.results:
+        results = Path(args.results).resolve()
+        if whole_folder and results.exists():  # a clean run: nothing stale survives
+            for old in list(results.glob("[0-9][0-9].json")) + [results / "summary.md"]:
+                old.unlink(missing_ok=True)
+            shutil.rmtree(results / "figures", ignore_errors=True)
+        results.mkdir(parents=True, exist_ok=True)
+        os.environ[RESULTS_ENV] = str(results)  # the kernels inherit it
     total = 0.0
     print(f"{'notebook':<40} {'seconds':>8}")
-    notebooks = []
-    for p in map(Path, args.paths):
-        notebooks += [p] if p.suffix == ".ipynb" else find_notebooks(p)
     for nb in notebooks:
         try:
             seconds = run_notebook(nb, timeout=args.timeout)
@@ -52,8 +242,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{nb.name:<40} FAILED: {type(exc).__name__}: {str(exc).splitlines()[-1] if str(exc) else ''}")
             return 1
         total += seconds
+        if results is not None:
+            _add_time(results, nb, seconds)
         print(f"{nb.name:<40} {seconds:8.1f}", flush=True)
     print(f"{'total':<40} {total:8.1f}")
+    if results is not None:
+        print(f"summary: {write_summary(results)}")
     return 0
 
 

@@ -298,9 +298,14 @@ def plot_tradeoff(results: dict, x: str, y: str = "accuracy", *, xlabel: str | N
     ``x`` is a cost (bytes, seconds, FLOPs): lower is better, so the best models sit top-left.
     """
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    placed = []
     for label, r in results.items():
-        ax.scatter(r[x], 100 * r[y], s=40, zorder=3)
-        ax.annotate(label, (r[x], 100 * r[y]), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        px, py = r[x], 100 * r[y]
+        ax.scatter(px, py, s=40, zorder=3)
+        # models that land on (almost) the same point get their labels stacked instead of overprinted
+        near = sum(1 for qx, qy in placed if abs(math.log(px / qx)) < 0.05 and abs(py - qy) < 0.15)
+        placed.append((px, py))
+        ax.annotate(label, (px, py), textcoords="offset points", xytext=(5, 4 + 10 * near), fontsize=8)
     if logx:
         ax.set_xscale("log")
     ax.set(xlabel=xlabel or x.replace("_", " "), ylabel=ylabel, title=title)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from pruning_utils import course
 from pruning_utils.course import find_notebooks
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -44,6 +45,42 @@ def test_notebook_shape(path):
     assert "## Summary" in text and "## Exercises" in text
 
 
+def test_notebook_numbers_have_no_gaps():
+    numbers = [int(p.name[:2]) for p in find_notebooks(NOTEBOOKS)]
+    assert numbers == list(range(len(numbers))), numbers
+
+
+def test_colab_cell_installs_from_the_one_published_address():
+    setup = code_cells(load(find_notebooks(NOTEBOOKS)[0]))[0]
+    assert re.search(rf'^COURSE_REPO = "{re.escape(course.COURSE_REPO)}"', setup, re.M), "COURSE_REPO differs"
+    assert re.search(rf'^COURSE_REF = "{re.escape(course.COURSE_REF)}"', setup, re.M), "COURSE_REF differs"
+    assert 'os.environ.setdefault("PRUNING_PROFILE", "full")' in setup  # a GPU on Colab selects the full profile
+
+
+def test_readme_has_a_colab_badge_for_every_notebook():
+    readme = (NOTEBOOKS.parent / "README.md").read_text()
+    for path in find_notebooks(NOTEBOOKS):
+        row = re.search(rf"^\| {path.name[:2]} \|.*$", readme, re.M)
+        assert row and f"({course.colab_url(path)})" in row.group(0), f"{path.name}: no Colab badge on its row"
+
+
+@pytest.mark.parametrize("path", find_notebooks(NOTEBOOKS), ids=lambda p: p.name)
+def test_notebook_records_its_key_result_for_the_summary(path):
+    cells = code_cells(load(path))
+    assert any(f'record_results("{path.name[:2]}"' in c for c in cells), path.name
+
+
 def test_find_notebooks_refuses_an_empty_folder(tmp_path):
     with pytest.raises(ValueError, match="no notebooks"):
         find_notebooks(tmp_path)
+
+
+def test_readme_results_table_is_the_one_make_course_wrote():
+    summary = (NOTEBOOKS.parent / "results" / "summary.md").read_text()
+    readme = (NOTEBOOKS.parent / "README.md").read_text()
+    rows = [line for line in summary.splitlines() if re.match(r"\| \d\d \|", line)]
+    assert [p.name[:2] for p in find_notebooks(NOTEBOOKS)] == [r[2:4] for r in rows], "summary lacks a notebook"
+    missing = [r[:8] for r in rows if r not in readme]
+    assert not missing, f"README's results rows differ from results/summary.md (rerun make course, copy): {missing}"
+    for figure in re.findall(r"\]\((results/figures/[^)]+)\)", readme):
+        assert (NOTEBOOKS.parent / figure).is_file(), figure

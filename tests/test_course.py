@@ -1,0 +1,120 @@
+"""The course runner: recorded results, the summary, figures, Colab addresses."""
+
+import json
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import nbformat  # noqa: E402
+import pytest  # noqa: E402
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook  # noqa: E402
+
+from pruning_utils import course  # noqa: E402
+
+
+@pytest.fixture
+def results(tmp_path, monkeypatch):
+    folder = tmp_path / "results"
+    monkeypatch.setenv(course.RESULTS_ENV, str(folder))
+    return folder
+
+
+def test_results_default_to_the_cache_so_nbval_leaves_the_checkout_alone(monkeypatch, tmp_path):
+    monkeypatch.delenv(course.RESULTS_ENV, raising=False)
+    assert course.results_dir() == tmp_path / "cache" / "results"  # conftest points the cache at tmp_path
+
+
+def test_record_results_writes_one_file_per_notebook(results):
+    path = course.record_results("03", "  50% of filters: 2.5x faster ", accuracy=0.975, params=7234, flops=306688,
+                                 latency_ms=7.1)
+    assert path == results / "03.json"
+    assert json.loads(path.read_text()) == {"notebook": "03", "headline": "50% of filters: 2.5x faster",
+                                            "accuracy": 0.975, "params": 7234, "flops": 306688, "latency_ms": 7.1}
+    course.record_results("03", "again", accuracy=0.5)  # a rerun replaces the record
+    assert json.loads(path.read_text()) == {"notebook": "03", "headline": "again", "accuracy": 0.5}
+    assert sorted(p.name for p in results.iterdir()) == ["03.json"]  # no temp file left
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"notebook": "3", "headline": "x"}, "two-digit number"),
+    ({"notebook": "03", "headline": " "}, "headline must be"),
+    ({"notebook": "03", "headline": "x", "accuracy": float("nan")}, "accuracy must be a finite number"),
+    ({"notebook": "03", "headline": "x", "params": "7k"}, "params must be a finite number"),
+])
+def test_record_results_refuses_bad_input(results, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        course.record_results(**kwargs)
+    assert not results.exists() or not list(results.iterdir())
+
+
+def test_save_figure_and_summary(results):
+    course.record_results("01", "per-layer 90%: 95.00% fine-tuned", accuracy=0.95, sparsity=0.9)
+    course.record_results("00", "dense: 98.33%", accuracy=0.9833, sparsity=0.0, params=25978, flops=1203200)
+    record = json.loads((results / "01.json").read_text())
+    (results / "01.json").write_text(json.dumps({**record, "seconds": 20.4}))
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    assert course.save_figure(fig, "01_curve") == results / "figures" / "01_curve.png"
+    with pytest.raises(ValueError, match="name must be"):
+        course.save_figure(fig, "../escape.png")
+    plt.close(fig)
+    text = course.write_summary(results, profile="quick").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| 0")]
+    assert rows == ["| 00 | – | dense: 98.33% | 98.33% | 0.0% | 25,978 | 1.20 M | – |",
+                    "| 01 | 20 s | per-layer 90%: 95.00% fine-tuned | 95.00% | 90.0% | – | – | – |"]
+    assert "profile `quick`" in text and "![01_curve](figures/01_curve.png)" in text
+    assert "All 2 notebooks: 0.3 minutes (20 s)." in text
+
+
+def test_summary_needs_results(tmp_path):
+    with pytest.raises(ValueError, match="no notebook results"):
+        course.write_summary(tmp_path)
+
+
+def test_colab_url_is_built_from_the_course_constants():
+    url = course.colab_url("notebooks/03_structured_pruning.ipynb")
+    owner_repo = course.COURSE_REPO.removeprefix("https://github.com/")
+    assert url == (f"https://colab.research.google.com/github/{owner_repo}/blob/{course.COURSE_REF}/"
+                   "notebooks/03_structured_pruning.ipynb")
+    assert course.colab_url("x.ipynb", repo="https://github.com/a/b.git", ref="v1").endswith("/a/b/blob/v1/notebooks/x.ipynb")
+    with pytest.raises(ValueError, match="repo must be"):
+        course.colab_url("x.ipynb", repo="https://gitlab.com/a/b")
+
+
+def write_notebook(path, number, fail=False):
+    nb = new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    code = (f"from pruning_utils import record_results\n"
+            f"_ = record_results({number!r}, 'notebook {number} ran', accuracy=0.5)")
+    nb.cells = [new_markdown_cell(f"# {number} · test"), new_code_cell("raise RuntimeError('boom')" if fail else code)]
+    nbformat.write(nb, path)
+
+
+def test_main_runs_a_folder_afresh_and_writes_the_summary(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv(course.RESULTS_ENV, "restored after the test")  # main() sets it for its kernels
+    folder, results = tmp_path / "nbs", tmp_path / "results"
+    folder.mkdir()
+    results.mkdir()
+    (results / "07.json").write_text(json.dumps({"notebook": "07", "headline": "stale"}))  # from an older run
+    for number in ("00", "01"):
+        write_notebook(folder / f"{number}_demo.ipynb", number)
+    assert course.main([str(folder), "--results", str(results)]) == 0
+    assert sorted(p.name for p in results.glob("*.json")) == ["00.json", "01.json"]
+    record = json.loads((results / "01.json").read_text())
+    assert record["headline"] == "notebook 01 ran" and record["seconds"] > 0
+    assert "| 01 |" in (results / "summary.md").read_text()
+    executed = nbformat.read(folder / "01_demo.ipynb", as_version=4)
+    assert executed.cells[1].execution_count == 1  # outputs written back
+    assert "summary:" in capsys.readouterr().out
+
+
+def test_main_stops_at_a_failing_notebook(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv(course.RESULTS_ENV, "restored after the test")
+    folder = tmp_path / "nbs"
+    folder.mkdir()
+    write_notebook(folder / "00_bad.ipynb", "00", fail=True)
+    write_notebook(folder / "01_good.ipynb", "01")
+    assert course.main([str(folder), "--results", str(tmp_path / "results")]) == 1
+    out = capsys.readouterr().out
+    assert "00_bad.ipynb" in out and "FAILED" in out and "01_good" not in out
