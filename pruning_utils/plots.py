@@ -28,6 +28,15 @@ __all__ = [
 ]
 
 
+def _finish(fig, *axes):
+    """The common last touches: a light grid and a legend on every axis, a tight layout; returns ``fig``."""
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    return fig
+
+
 def plot_training_curves(history: dict, title: str = "training"):
     """Loss and accuracy per epoch from a :func:`pruning_utils.train` history."""
     epochs = history["epoch"]
@@ -42,10 +51,7 @@ def plot_training_curves(history: dict, title: str = "training"):
     ax_loss.set_yscale("log")
     for ax in (ax_loss, ax_acc):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax_loss, ax_acc)
 
 
 def plot_samples(dataset, n: int = 16, title: str = "samples"):
@@ -76,10 +82,7 @@ def plot_accuracy_vs_sparsity(curves: dict, baseline: float | None = None, title
     if baseline is not None:
         ax.axhline(100 * baseline, color="gray", linestyle="--", label=f"dense ({100 * baseline:.1f}%)")
     ax.set(xlabel="sparsity of prunable weights (%)", ylabel="test accuracy (%)", title=title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax)
 
 
 def plot_weight_histograms(before, after, title: str = "weights", bins: int = 80):
@@ -150,10 +153,7 @@ def plot_accuracy_vs_params(curves: dict, dense_params: int, baseline: float | N
     if baseline is not None:
         ax.axhline(100 * baseline, color="gray", linestyle="--", label=f"dense ({100 * baseline:.1f}%)")
     ax.set(xlabel="parameters removed (% of the dense model)", ylabel="test accuracy (%)", title=title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax)
 
 
 def plot_speedups(factors: dict, title: str = "how many times smaller / faster than dense"):
@@ -197,10 +197,7 @@ def plot_iterative_history(history: list, initial: float | None = None, title: s
     ax.scatter([100 * r["sparsity"] for r in history], [100 * r["acc_after_finetune"] for r in history],
                marker="o", color="tab:green", label="after fine-tuning", zorder=3)
     ax.set(xlabel="sparsity (%)", ylabel="accuracy (%)", title=title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax)
 
 
 def plot_lr_schedules(schedules: dict, offsets: dict | None = None, title: str = "learning rate"):
@@ -212,10 +209,7 @@ def plot_lr_schedules(schedules: dict, offsets: dict | None = None, title: str =
         ax.step(range(start, start + len(lrs)), lrs, where="post", label=name)
     ax.set_yscale("log")
     ax.set(xlabel="epoch", ylabel="learning rate", title=title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax)
 
 
 def plot_soft_targets(probs: dict, title: str = "teacher's soft targets"):
@@ -267,10 +261,7 @@ def plot_sparsity_schedule(steps, values, applied=None, title: str = "sparsity s
         ax.step(xs, [100 * y for y in ys], where="post", color="tab:red", alpha=0.7, label="masks updated")
         ax.scatter(xs, [100 * y for y in ys], color="tab:red", s=14, zorder=3)
     ax.set(xlabel="training step", ylabel="sparsity (%)", title=title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax)
 
 
 def plot_pruning_runs(runs: dict, title: str = "pruning during training"):
@@ -284,11 +275,7 @@ def plot_pruning_runs(runs: dict, title: str = "pruning during training"):
         ax_a.plot(r["step"], [100 * a for a in r["accuracy"]], label=label)
     ax_s.set(ylabel="sparsity (%)", title=title)
     ax_a.set(xlabel="training step", ylabel="validation accuracy (%)")
-    for ax in (ax_s, ax_a):
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax_s, ax_a)
 
 
 def plot_tradeoff(results: dict, x: str, y: str = "accuracy", *, xlabel: str | None = None,
@@ -322,10 +309,7 @@ def plot_sensitivity(scan, title: str = "sensitivity: one layer pruned at a time
         ax.plot(xs, [100 * v for v in values], marker="o", label=name)
     ax.axhline(100 * scan.dense, color="gray", linestyle="--", label=f"dense ({100 * scan.dense:.1f}%)")
     ax.set(xlabel="sparsity of that one layer (%)", ylabel="validation accuracy (%)", title=title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax)
 
 
 def plot_speedup_vs_sparsity(curves: dict, title: str = "sparse CSR vs dense"):
