@@ -5,6 +5,7 @@ Run from the repository root::
     python benchmarks/structured_speedup.py            # ResNet-56 and VGG-11 (32x32), 7 rounds
     python benchmarks/structured_speedup.py --rounds 9
     python benchmarks/structured_speedup.py --quick    # ResNet-20 and a narrow VGG, finishes in seconds
+    python benchmarks/structured_speedup.py --threads 1 --round-to 1 16 --fold-bn   # the README's second table
 
 Models are randomly initialised (seed 0): which filters go does not change sizes or speed. ResNet-56 loses
 inner block channels only (``prune_resnet``), VGG-11 loses filters of every conv and the matching
@@ -12,6 +13,8 @@ columns of its Linear head (``prune_simple_cnn``). Each pruned model is timed ag
 with ``compare_latency``: ``torch.utils.benchmark`` with all of torch's threads, dense and pruned in
 alternating order for several rounds, the median of the per-round speedups. The goal of issue 5 is a
 latency speedup of at least 0.8 x the FLOPs reduction; the last columns say whether each run met it.
+With ``--fold-bn`` both models are timed as deployed: every BatchNorm folded into the conv before it
+(``fold_batchnorm``), which removes a fixed per-call cost that pruning cannot shrink.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import load, machine, quiet_malloc  # noqa: E402
-from pruning_utils import StructuredPruner, cifar_resnet, compare_latency  # noqa: E402
+from pruning_utils import StructuredPruner, cifar_resnet, compare_latency, fold_batchnorm  # noqa: E402
 
 UNSTABLE = 1.5  # dense slowest/fastest round above this: the machine was busy, the speedup is unreliable
 VGG11 = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
@@ -57,6 +60,9 @@ def main(argv=None) -> None:
                         help="kept-channel multiples to compare (1 = no rounding)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 64])
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
+    parser.add_argument("--fold-bn", action="store_true",
+                        help="time dense and pruned with BatchNorm folded into the convs (fold_batchnorm), "
+                             "the form they are deployed in")
     args = parser.parse_args(argv)
     if args.threads is not None:
         if args.threads < 1:
@@ -75,11 +81,15 @@ def main(argv=None) -> None:
         models = {"ResNet-56": cifar_resnet(56), "VGG-11": vgg()}
     print(f"machine: {machine()}")
     print(f"load average at start: {load()} | {rounds} rounds x blocked_autorange({min_run_time} s), "
-          f"median of per-round speedups | input 3x32x32, random init (seed 0)\n", flush=True)
+          f"median of per-round speedups | input 3x32x32, random init (seed 0)"
+          f"{' | BatchNorm folded into the convs' if args.fold_bn else ''}\n", flush=True)
 
+    example = torch.randn(1, 3, 32, 32)
+    deploy = (lambda m: fold_batchnorm(m, example)) if args.fold_bn else (lambda m: m)
     rows = []
     for name, model in models.items():
         model.eval()
+        timed_dense = deploy(model)
         for ratio in args.ratios:
             widths_seen = {}
             for round_to in args.round_to:
@@ -93,7 +103,7 @@ def main(argv=None) -> None:
                 speedups = []
                 for batch in args.batches:
                     x = torch.randn(batch, 3, 32, 32)
-                    timing = compare_latency({"dense": model, "pruned": pruned}, x, rounds=rounds,
+                    timing = compare_latency({"dense": timed_dense, "pruned": deploy(pruned)}, x, rounds=rounds,
                                              min_run_time=min_run_time)
                     dense_times = timing["dense"]["times"]
                     spread = max(dense_times) / min(dense_times)  # same model, same input: should be ~1

@@ -49,7 +49,7 @@ from .training import (
 from .iterative import IterativePruner, per_iteration_rate, sparsity_schedule
 from .rewinding import LRRewindPruner, iterative_targets
 from .unstructured import SimplePruner, ThresholdPruner
-from .structured import StructuredPruner, find_channel_groups, prune_resnet, prune_simple_cnn
+from .structured import StructuredPruner, find_channel_groups, fold_batchnorm, prune_resnet, prune_simple_cnn
 from .metrics import (
     CSRLinear,
     SensitivityScan,

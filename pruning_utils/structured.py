@@ -26,6 +26,7 @@ from typing import Callable
 
 import torch
 from torch import nn
+import torch.nn.utils.fusion
 from torch.nn.utils import parametrize
 
 from .masks import check_fraction
@@ -40,6 +41,7 @@ __all__ = [
     "bn_scale_importance",
     "channels_to_keep",
     "find_channel_groups",
+    "fold_batchnorm",
     "l1_importance",
     "l2_importance",
     "prune_resnet",
@@ -653,3 +655,83 @@ def prune_resnet(model: nn.Module, prune_ratio: float = 0.3, *, verbose: bool = 
         raise ValueError(f"{type(model).__name__} has no residual block the pruner knows "
                          f"({', '.join(sorted(_BLOCKS))})")
     return pruner.prune(prune_ratio, verbose=verbose)
+
+
+# ---------------------------------------------------------------------------------------------
+# Deployment: fold BatchNorm into the convolution before it
+# ---------------------------------------------------------------------------------------------
+
+
+def _conv_bn_candidates(model: nn.Module) -> list[tuple[nn.Module, str, str]]:
+    """``(parent, conv name, BN name)``: a conv then a BN in one ``nn.Sequential``, or ``convK``/``bnK``
+    attributes of one module (the course's and torchvision's ResNets)."""
+    pairs = []
+    for parent in model.modules():
+        children = dict(parent.named_children())
+        if isinstance(parent, nn.Sequential):
+            names = list(children)
+            pairs += [(parent, a, b) for a, b in zip(names, names[1:])
+                      if isinstance(children[a], _CONV) and isinstance(children[b], _NORM)]
+        for name, child in children.items():
+            if (name == "conv" or (name.startswith("conv") and name[4:].isdigit())) and isinstance(child, _CONV):
+                bn = f"bn{name[4:]}"
+                if isinstance(children.get(bn), _NORM) and (parent, name, bn) not in pairs:
+                    pairs.append((parent, name, bn))
+    return pairs
+
+
+@torch.no_grad()
+def fold_batchnorm(model: nn.Module, example_input: torch.Tensor | None = None) -> nn.Module:
+    """An eval-mode copy of ``model`` with each BatchNorm that reads a conv's output folded into that conv.
+
+    At inference a BatchNorm is a fixed per-channel scale and shift, so it can live in the conv's
+    weights and bias (``torch.nn.utils.fusion.fuse_conv_bn_eval``) and the BN call disappears: the
+    form a network is deployed in, and the fair way to time dense vs pruned. A pair is folded only when
+    one forward pass on ``example_input`` (default: the course model's own input size) shows the BN
+    reading exactly that conv's output; the folded copy's outputs are then checked against the
+    original's. ``model`` itself is not changed. Masked layers must be made permanent first.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+    masked = [n for n, m in model.named_modules() if isinstance(m, _CONV) and parametrize.is_parametrized(m)]
+    if masked:
+        raise ValueError(f"fold_batchnorm needs plain weights; make_permanent(model) first (masked: {masked[:3]})")
+    if example_input is None:
+        size = default_input_size(model)
+        if size is None:
+            raise ValueError("example_input is needed for this model, e.g. torch.randn(1, 3, 32, 32)")
+        example_input = torch.randn(size)
+    folded = copy.deepcopy(model).eval()
+    param = next(folded.parameters(), None)
+    x = example_input.to(param.device if param is not None else None)
+    pairs = _conv_bn_candidates(folded)
+    last_output, calls, confirmed, hooks = {}, {}, set(), []
+    for index, (parent, conv_name, bn_name) in enumerate(pairs):
+        conv, bn = getattr(parent, conv_name), getattr(parent, bn_name)
+
+        def remember(module, inputs, output, index=index):
+            last_output[index] = output
+            calls[index] = calls.get(index, 0) + 1
+
+        def check(module, inputs, index=index):
+            if inputs[0] is last_output.get(index):
+                confirmed.add(index)
+
+        hooks += [conv.register_forward_hook(remember), bn.register_forward_pre_hook(check)]
+    try:
+        reference = folded(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    for index in sorted(confirmed):
+        if calls.get(index) != 1:  # a conv run more than once (shared) is left alone
+            continue
+        parent, conv_name, bn_name = pairs[index]
+        setattr(parent, conv_name, torch.nn.utils.fusion.fuse_conv_bn_eval(getattr(parent, conv_name),
+                                                                            getattr(parent, bn_name)))
+        setattr(parent, bn_name, nn.Identity())
+    out = folded(x)
+    if not torch.allclose(out, reference, rtol=1e-3, atol=1e-4 * max(1.0, float(reference.abs().max()))):
+        raise RuntimeError("folding BatchNorm changed the model's outputs; the model is not a conv -> BN chain "
+                           "this function understands")
+    return folded

@@ -15,6 +15,7 @@ from pruning_utils.structured import (
     bn_scale_importance,
     channels_to_keep,
     find_channel_groups,
+    fold_batchnorm,
     l1_importance,
     l2_importance,
     prune_resnet,
@@ -524,3 +525,54 @@ def test_compare_latency_reports_medians_and_speedups():
     assert models["dense"].training  # mode restored
     with pytest.raises(ValueError, match="rounds"):
         compare_latency(models, torch.randn(1, 3, 8, 8), rounds=0)
+
+
+def _random_bn_statistics(model):
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-1, 1)
+                m.running_var.uniform_(0.5, 2)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
+    return model
+
+
+@pytest.mark.parametrize("build, x", [
+    (lambda: SmallCNN(widths=(8, 16, 16)), None),
+    (lambda: cifar_resnet(20), torch.randn(2, 3, 32, 32)),
+    (lambda: prune_resnet(cifar_resnet(20), 0.5), torch.randn(2, 3, 32, 32)),
+], ids=["smallcnn", "cifar_resnet20", "pruned_resnet20"])
+def test_fold_batchnorm_removes_every_bn_and_keeps_the_outputs(build, x):
+    torch.manual_seed(0)
+    model = _random_bn_statistics(build())
+    model.train()
+    n_bn = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    folded = fold_batchnorm(model, x)
+    assert n_bn > 0 and not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert model.training and sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == n_bn  # untouched
+    x = torch.randn(2, 1, 8, 8) if x is None else x
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), model.eval()(x), rtol=1e-4, atol=1e-5)
+
+
+def test_fold_batchnorm_on_torchvision_resnet_folds_the_downsample_path_too():
+    tv = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    model = _random_bn_statistics(tv.models.resnet18(num_classes=10))
+    folded = fold_batchnorm(model, torch.randn(1, 3, 32, 32))
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert isinstance(folded.layer2[0].downsample[1], nn.Identity)
+
+
+def test_fold_batchnorm_leaves_a_bn_that_does_not_read_a_conv_and_refuses_masks():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.BatchNorm2d(4))  # BN after ReLU: not foldable
+    folded = fold_batchnorm(model, torch.randn(1, 1, 6, 6))
+    assert isinstance(folded[2], nn.BatchNorm2d)
+    masked = SmallCNN(widths=(4, 4, 4))
+    apply_mask(masked.conv1, torch.ones_like(masked.conv1.weight))
+    with pytest.raises(ValueError, match="make_permanent"):
+        fold_batchnorm(masked)
+    with pytest.raises(ValueError, match="example_input is needed"):
+        fold_batchnorm(cifar_resnet(20))
