@@ -24,6 +24,7 @@ import copy
 import logging
 import math
 import statistics
+import sys
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -350,7 +351,8 @@ def _nbytes(t: torch.Tensor) -> int:
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).removeprefix("torch.")
+    # interned: pickle then writes each dtype / blob name once and refers back to it in every entry
+    return sys.intern(str(dtype).removeprefix("torch."))
 
 
 class _Blobs:
