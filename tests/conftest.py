@@ -11,3 +11,11 @@ def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("PRUNING_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("PRUNING_DATA_DIR", raising=False)
     monkeypatch.delenv("PRUNING_PROFILE", raising=False)
+
+
+@pytest.fixture(scope="module")
+def loaders():
+    """The quick profile's digits loaders (offline, bundled with scikit-learn), built once per test module."""
+    from pruning_utils.data import get_loaders
+
+    return get_loaders("quick")

@@ -4,18 +4,12 @@ import pytest
 import torch
 
 from pruning_utils.config import get_profile, seed_everything
-from pruning_utils.data import get_loaders
 from pruning_utils.iterative import IterativePruner, per_iteration_rate, sparsity_schedule
 from pruning_utils.masks import get_mask, is_masked, prunable_layers, sparsity
 from pruning_utils.models import SmallCNN
 from pruning_utils.training import train
 
 TINY = get_profile("quick").replace(epochs=2, finetune_epochs=1)
-
-
-@pytest.fixture(scope="module")
-def loaders():
-    return get_loaders("quick")
 
 
 @pytest.fixture(scope="module")

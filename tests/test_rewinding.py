@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from pruning_utils.config import get_profile, seed_everything
-from pruning_utils.data import get_loaders
 from pruning_utils.masks import get_mask, prunable_layers, sparsity
 from pruning_utils.models import SmallCNN
 from pruning_utils.rewinding import LRRewindPruner, iterative_targets
@@ -13,11 +12,6 @@ from pruning_utils.training import lr_schedule
 # T = 6 epochs, LR x0.1 at epochs 3 and 4 (milestones 0.5, 0.75); rewind point T - t = 2.
 PROF = get_profile("quick").replace(epochs=6, lr=0.05)
 T, REWIND = 6, 2
-
-
-@pytest.fixture(scope="module")
-def loaders():
-    return get_loaders("quick")
 
 
 @pytest.fixture(scope="module")

@@ -20,11 +20,6 @@ TINY = get_profile("quick").replace(
 )
 
 
-@pytest.fixture(scope="module")
-def loaders():
-    return get_loaders("quick")
-
-
 def fresh_model(seed=0):
     seed_everything(seed)
     return build_model_for(TINY)
