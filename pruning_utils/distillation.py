@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import Profile, get_device, get_profile
-from .training import build_optimizer, final_lr, train
+from .training import _model_device, build_optimizer, final_lr, train
 
 __all__ = ["DistillationFineTuner", "distillation_loss", "soft_targets"]
 
@@ -91,12 +91,6 @@ def _num_classes(model: nn.Module) -> int | None:
         if isinstance(module, nn.Linear):
             last = module
     return None if last is None else last.out_features
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")
 
 
 class DistillationFineTuner:
