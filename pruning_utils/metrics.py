@@ -81,28 +81,35 @@ def _torch_prune_mask(module: nn.Module, pname: str) -> torch.Tensor | None:
     return mask if isinstance(mask, torch.Tensor) else None
 
 
-def _logical_parameters(model: nn.Module):
-    """``(module, name, tensor)`` for every parameter as the forward pass sees it.
+def _effective_parameters(module: nn.Module):
+    """``(name, tensor, stored parameter, mask buffer name)`` for the parameters of ``module`` itself,
+    each read as the forward pass sees it: a masked weight as ``original * mask`` (its zeros show).
 
-    A masked weight is read as ``original * mask`` (its zeros show), once; the hidden ``original``
-    and the mask buffer are not counted again. Both the course's masks (``torch.nn.utils.parametrize``)
-    and ``torch.nn.utils.prune``'s ``weight_orig`` / ``weight_mask`` pairs are read this way.
+    Both the course's masks (``torch.nn.utils.parametrize``) and ``torch.nn.utils.prune``'s
+    ``weight_orig`` / ``weight_mask`` pairs are read this way; the mask buffer is named so that callers
+    do not count or save it as a tensor of its own.
     """
+    for pname, p in module.named_parameters(recurse=False):
+        mask = _torch_prune_mask(module, pname)
+        if mask is None:
+            yield pname, p, p, None
+        else:
+            yield pname[:-5], p * mask, p, f"{pname[:-5]}_mask"
+    if parametrize.is_parametrized(module):
+        for pname in module.parametrizations:
+            yield pname, getattr(module, pname), module.parametrizations[pname].original, None
+
+
+def _logical_parameters(model: nn.Module):
+    """``(module, name, tensor)`` for every parameter of the model as the forward pass sees it, once."""
     seen = set()
     for name, module in model.named_modules():
         if _is_parametrization_path(name):
             continue
-        for pname, p in module.named_parameters(recurse=False):
-            if id(p) not in seen:
-                seen.add(id(p))
-                mask = _torch_prune_mask(module, pname)
-                yield (module, pname, p) if mask is None else (module, pname[:-5], p * mask)
-        if parametrize.is_parametrized(module):
-            for pname in module.parametrizations:
-                original = module.parametrizations[pname].original
-                if id(original) not in seen:
-                    seen.add(id(original))
-                    yield module, pname, getattr(module, pname)
+        for pname, tensor, stored, _ in _effective_parameters(module):
+            if id(stored) not in seen:
+                seen.add(id(stored))
+                yield module, pname, tensor
 
 
 @torch.no_grad()
@@ -142,14 +149,9 @@ def plain_state_dict(model: nn.Module) -> dict:
         if _is_parametrization_path(name):
             continue
         prefix = f"{name}." if name else ""
-        tensors, masks = [], set()
-        for pname, p in module.named_parameters(recurse=False):
-            mask = _torch_prune_mask(module, pname)
-            tensors.append((pname, p) if mask is None else (pname[:-5], p * mask))
-            if mask is not None:
-                masks.add(f"{pname[:-5]}_mask")
-        if parametrize.is_parametrized(module):
-            tensors += [(pname, getattr(module, pname)) for pname in module.parametrizations]
+        params = list(_effective_parameters(module))
+        masks = {mask for *_, mask in params if mask is not None}
+        tensors = [(pname, tensor) for pname, tensor, _, _ in params]
         tensors += [(bname, b) for bname, b in module.named_buffers(recurse=False)
                     if bname not in module._non_persistent_buffers_set and bname not in masks]
         for key, tensor in tensors:
@@ -197,6 +199,19 @@ def _does_not_fit(model: nn.Module, input_size, exc: Exception) -> ValueError:
     return ValueError(f"input_size={tuple(input_size)} does not fit {type(model).__name__}: {exc}")
 
 
+@contextlib.contextmanager
+def _eval_mode(*models: nn.Module):
+    """Put the models in eval mode; afterwards give every submodule back its own train/eval flag."""
+    modes = {m: m.training for model in models for m in model.modules()}
+    try:
+        for model in models:
+            model.eval()
+        yield
+    finally:
+        for m, mode in modes.items():
+            m.training = mode
+
+
 @torch.no_grad()
 def count_flops(model: nn.Module, input_size) -> tuple[int, dict[str, int]]:
     """FLOPs of one eval-mode forward pass on ``input_size``: ``(total, {module name: flops})``.
@@ -207,16 +222,11 @@ def count_flops(model: nn.Module, input_size) -> tuple[int, dict[str, int]]:
     An input size that does not fit the model raises ``ValueError`` naming it.
     """
     x = example_input(model, input_size)
-    modes = {m: m.training for m in model.modules()}
-    model.eval()
     try:
-        with FlopCounterMode(display=False) as counter:
+        with _eval_mode(model), FlopCounterMode(display=False) as counter:
             model(x)
     except (RuntimeError, ValueError, TypeError, IndexError) as exc:
         raise _does_not_fit(model, input_size, exc) from exc
-    finally:
-        for m, mode in modes.items():
-            m.training = mode
     per_module = {}
     for key, ops in counter.get_flop_counts().items():
         if "." in key:  # "<ModelClass>.<module name>"
@@ -278,28 +288,25 @@ def compare_latency(models: dict, example_input: torch.Tensor, *, rounds: int = 
         raise ValueError(f"rounds must be a positive int; got {rounds!r}")
     previous_threads = torch.get_num_threads()
     threads = previous_threads if num_threads is None else num_threads
-    modes = {label: m.training for label, m in models.items()}
     times: dict[str, list[float]] = {label: [] for label in models}
     timers = {label: benchmark.Timer("forward(model, x)", globals={"forward": _forward, "model": m, "x": example_input},
                                      num_threads=threads) for label, m in models.items()}
-    try:
+    with _eval_mode(*models.values()):
         torch.set_num_threads(threads)
-        for label, m in models.items():
-            m.eval()
-            try:
-                for _ in range(3):  # warm-up: allocator growth and one-off kernel choices
-                    _forward(m, example_input)
-            except (RuntimeError, ValueError, TypeError, IndexError) as exc:
-                raise ValueError(f"example input of shape {tuple(example_input.shape)} does not fit "
-                                 f"model {label!r} ({type(m).__name__}): {exc}") from exc
-        for r in range(rounds):
-            order = list(timers.items())
-            for label, timer in (order if r % 2 == 0 else order[::-1]):
-                times[label].append(timer.blocked_autorange(min_run_time=min_run_time).median)
-    finally:
-        torch.set_num_threads(previous_threads)
-        for label, m in models.items():
-            m.train(modes[label])
+        try:
+            for label, m in models.items():
+                try:
+                    for _ in range(3):  # warm-up: allocator growth and one-off kernel choices
+                        _forward(m, example_input)
+                except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+                    raise ValueError(f"example input of shape {tuple(example_input.shape)} does not fit "
+                                     f"model {label!r} ({type(m).__name__}): {exc}") from exc
+            for r in range(rounds):
+                order = list(timers.items())
+                for label, timer in (order if r % 2 == 0 else order[::-1]):
+                    times[label].append(timer.blocked_autorange(min_run_time=min_run_time).median)
+        finally:
+            torch.set_num_threads(previous_threads)
     ref = times[next(iter(models))]
     return {label: {"seconds": statistics.median(t), "speedup": statistics.median(a / b for a, b in zip(ref, t)),
                     "times": t} for label, t in times.items()}
@@ -329,6 +336,17 @@ def _quiet_sparse():
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
         yield
+
+
+def _to_csr(matrix: torch.Tensor) -> torch.Tensor:
+    """A 2-D tensor in CSR form, with int32 indices whenever they fit: half the index bytes on disk,
+    and the CPU's sparse kernels run faster with them."""
+    with _quiet_sparse():
+        csr = matrix.to_sparse_csr()
+        if matrix.numel() >= 2**31:
+            return csr
+        return torch.sparse_csr_tensor(csr.crow_indices().int(), csr.col_indices().int(), csr.values(), csr.shape,
+                                       check_invariants=False)  # built from a valid CSR
 
 
 _BIT_WEIGHTS = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8)
@@ -387,12 +405,8 @@ def _encode(tensor: torch.Tensor, encoding: str, values_dtype: torch.dtype | Non
         if encoding == "bitmask":
             sparse = {"bits": _pack_bits(non_zero), "values": stored.reshape(-1)[non_zero]}
         else:
-            matrix = stored.reshape(t.shape[0], -1) if t.dim() > 1 else stored.reshape(1, -1)
-            with _quiet_sparse():
-                csr = matrix.to_sparse_csr()
-            index_dtype = torch.int32 if t.numel() < 2**31 else torch.int64
-            sparse = {"crow": csr.crow_indices().to(index_dtype), "col": csr.col_indices().to(index_dtype),
-                      "values": csr.values()}
+            csr = _to_csr(stored.reshape(t.shape[0], -1) if t.dim() > 1 else stored.reshape(1, -1))
+            sparse = {"crow": csr.crow_indices(), "col": csr.col_indices(), "values": csr.values()}
         if sum(_nbytes(v) for v in sparse.values()) < _nbytes(stored):
             kind, parts = encoding, sparse
     entry["kind"] = kind
@@ -471,8 +485,9 @@ def load_sparse(path) -> dict:
 def checkpoint_sizes(model: nn.Module, *, encoding: str = "bitmask", fp16: bool = False) -> dict:
     """Bytes on disk of the model's plain ``state_dict`` (``torch.save``) and of :func:`save_sparse`."""
     with tempfile.TemporaryDirectory(prefix="pruning-size-") as tmp:
-        dense = save_checkpoint(plain_state_dict(model), Path(tmp) / "dense.pt").stat().st_size
-        sparse = save_sparse(model, Path(tmp) / "sparse.pt", encoding=encoding, fp16=fp16).stat().st_size
+        state = plain_state_dict(model)
+        dense = save_checkpoint(state, Path(tmp) / "dense.pt").stat().st_size
+        sparse = save_sparse(state, Path(tmp) / "sparse.pt", encoding=encoding, fp16=fp16).stat().st_size
     return {"dense_bytes": dense, "sparse_bytes": sparse, "size_ratio": dense / sparse}
 
 
@@ -503,12 +518,7 @@ class CSRLinear(nn.Module):
         """The same layer with its (masked) weight in CSR form; zeros are not stored."""
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"linear must be an nn.Linear; got {type(linear).__name__}")
-        with _quiet_sparse():
-            csr = linear.weight.detach().to_sparse_csr()
-            if csr.values().numel() < 2**31:
-                csr = torch.sparse_csr_tensor(csr.crow_indices().int(), csr.col_indices().int(), csr.values(),
-                                              csr.shape, check_invariants=False)  # built from a valid CSR
-            return cls(csr, linear.bias)
+        return cls(_to_csr(linear.weight.detach()), linear.bias)
 
     def __deepcopy__(self, memo):
         # copy.deepcopy cannot reach a CSR tensor's storage; clone() copies its three arrays.
@@ -567,8 +577,9 @@ def _replace_children(model: nn.Module, convert: Callable[[str, nn.Module], nn.M
 def to_sparse_linear(model: nn.Module, *, min_sparsity: float = 0.0) -> nn.Module:
     """A copy of ``model`` (eval mode, inference only) whose Linear layers run as CSR sparse products.
 
-    A masked layer's zeros are left out of the CSR weight. Layers with fewer than ``min_sparsity`` zeros stay dense. The original
-    model is not changed. Sparse CSR pays on a CPU only at high sparsity (see notebook 08).
+    A masked layer's zeros are left out of the CSR weight. Layers with fewer than ``min_sparsity`` zeros
+    stay dense. The original model is not changed. Sparse CSR pays on a CPU only at high sparsity (see
+    notebook 08).
     """
     min_sparsity = check_fraction(min_sparsity, "min_sparsity")
     if not isinstance(model, nn.Module):

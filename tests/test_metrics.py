@@ -364,3 +364,12 @@ def test_models_pruned_with_torch_prune_are_read_through_their_masks():
     b = analyze_pruned_model(theirs, latency=False)
     assert a == b and a["sparsity"] == pytest.approx(0.8, abs=1e-4)
     assert plain_state_dict(theirs).keys() == plain_state_dict(ours).keys()
+
+
+def test_timing_and_flop_counting_give_every_submodule_its_own_mode_back():
+    model = SmallCNN(widths=(4, 4, 4))
+    model.train()
+    model.bn1.eval()  # e.g. a frozen BatchNorm inside a model that is training
+    count_flops(model, (1, 1, 8, 8))
+    measure_latency(model, rounds=1, min_run_time=0.01)
+    assert model.training and model.conv1.training and not model.bn1.training
