@@ -13,7 +13,8 @@ and the same model after :func:`~pruning_utils.masks.make_permanent` report the 
 * :func:`save_sparse` / :func:`load_sparse` - a compact checkpoint: a bitmask (or CSR indices) plus the
   non-zero values; it round-trips exactly.
 * :func:`to_sparse_linear` / :func:`to_dense_linear` - run the Linear layers of a pruned model as
-  sparse CSR matrix products (``torch.sparse``) and back.
+  sparse CSR matrix products (torch's kernel or the course's compiled one, :mod:`pruning_utils.spmm`)
+  and back.
 * :func:`sensitivity_scan` - prune one layer at a time over a grid of sparsities and record a metric.
 """
 
@@ -37,6 +38,7 @@ from torch.nn.utils import parametrize
 from torch.utils.flop_counter import FlopCounterMode
 
 from .config import CheckpointError, load_checkpoint, save_checkpoint
+from . import spmm
 from .masks import PRUNABLE_TYPES, check_fraction, magnitude_prune, prunable_layers
 
 __all__ = [
@@ -496,34 +498,54 @@ def checkpoint_sizes(model: nn.Module, *, encoding: str = "bitmask", fp16: bool 
 # ---------------------------------------------------------------------------------------------
 
 
+_KERNELS = ("auto", "native", "torch")
+
+
+def _check_kernel(kernel: str) -> str:
+    if kernel not in _KERNELS:
+        raise ValueError(f"kernel must be one of {_KERNELS}; got {kernel!r}")
+    if kernel == "native" and not spmm.available():
+        raise RuntimeError(f"kernel='native' was asked for, but the native CSR kernel is {spmm.status()}")
+    return kernel
+
+
 class CSRLinear(nn.Module):
     """An inference-only ``nn.Linear`` whose weight is a sparse CSR matrix.
 
-    ``y = x W^T + b`` is computed as ``(W x^T + b)^T`` with ``torch.addmm`` on the CSR weight (for a
-    single input, ``torch.addmv``): work proportional to the non-zero weights. Indices are int32, which
-    the CPU kernels run faster than int64. Build it with :meth:`from_linear` (or :func:`to_sparse_linear`).
+    ``y = x W^T + b`` is computed as ``(W x^T + b)^T``: work proportional to the non-zero weights.
+    Indices are int32, which the CPU kernels run faster than int64. Two kernels do the product:
+
+    * ``"native"`` - the course's compiled kernel (:mod:`pruning_utils.spmm`) for float32 on the CPU.
+      It returns ``y`` as a transposed view of a feature-major ``y^T``, so the next CSR layer reads its
+      input without a copy.
+    * ``"torch"`` - ``torch.addmm`` / ``torch.addmv`` on the CSR tensor (any dtype and device).
+
+    ``"auto"`` (the default) uses the native kernel whenever it is available and applies (float32,
+    CPU, no gradient wanted, at least 8 inputs), else torch's. Build the layer with :meth:`from_linear` (or
+    :func:`to_sparse_linear`).
     """
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None):
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, *, kernel: str = "auto"):
         super().__init__()
         if weight.layout != torch.sparse_csr or weight.dim() != 2:
             raise ValueError("weight must be a 2-D sparse CSR tensor; build the layer with CSRLinear.from_linear")
+        self.kernel = _check_kernel(kernel)
         self.out_features, self.in_features = weight.shape
         self.register_buffer("weight", weight)
         self.register_buffer("bias", None if bias is None else bias.detach().clone())
 
     @classmethod
     @torch.no_grad()
-    def from_linear(cls, linear: nn.Linear) -> "CSRLinear":
+    def from_linear(cls, linear: nn.Linear, *, kernel: str = "auto") -> "CSRLinear":
         """The same layer with its (masked) weight in CSR form; zeros are not stored."""
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"linear must be an nn.Linear; got {type(linear).__name__}")
-        return cls(_to_csr(linear.weight.detach()), linear.bias)
+        return cls(_to_csr(linear.weight.detach()), linear.bias, kernel=kernel)
 
     def __deepcopy__(self, memo):
         # copy.deepcopy cannot reach a CSR tensor's storage; clone() copies its three arrays.
         bias = None if self.bias is None else self.bias.clone()
-        replica = type(self)(self.weight.clone(), bias)
+        replica = type(self)(self.weight.clone(), bias, kernel=self.kernel)
         replica.train(self.training)
         memo[id(self)] = replica
         return replica
@@ -542,13 +564,48 @@ class CSRLinear(nn.Module):
     def nnz(self) -> int:
         return int(self.weight.values().numel())
 
+    def _apply(self, fn, *args, **kwargs):
+        self._fits = None  # .to(), .double(), .cuda() ... may change what the native kernel can run
+        return super()._apply(fn, *args, **kwargs)
+
+    def _native_fits(self) -> bool:
+        """Whether the weight suits the native kernel: float32 on the CPU, int32 indices, contiguous."""
+        if getattr(self, "_fits", None) is None:
+            w, b = self.weight, self.bias
+            parts = (w.crow_indices(), w.col_indices(), w.values())
+            self._fits = (w.values().dtype == torch.float32 and w.device.type == "cpu"
+                          and parts[0].dtype == parts[1].dtype == torch.int32 and all(t.is_contiguous() for t in parts)
+                          and (b is None or (b.dtype == torch.float32 and b.is_contiguous())))
+        return self._fits
+
+    def uses_native(self, x: torch.Tensor) -> bool:
+        """Whether ``forward(x)`` runs on the native kernel.
+
+        ``"auto"`` keeps torch's kernel for fewer than 8 inputs (one vector register of batch
+        columns): there torch's sparse matrix-vector product is as fast or faster.
+        """
+        if self.kernel == "torch" or (self.kernel == "auto" and x.numel() < 8 * self.in_features):
+            return False
+        if not spmm.available():
+            return False
+        fits = self._native_fits() and x.dtype == torch.float32 and x.device.type == "cpu"
+        if self.kernel == "native" and not fits:
+            raise ValueError("kernel='native' runs float32 CPU tensors with int32 indices; got input "
+                             f"{x.dtype} on {x.device}, weight {self.weight.values().dtype} on {self.weight.device}")
+        return fits and not (x.requires_grad and torch.is_grad_enabled())
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.in_features:
             raise ValueError(f"CSRLinear expects inputs with {self.in_features} features in the last dimension; "
                              f"got shape {tuple(x.shape)}")
         flat = x.reshape(-1, self.in_features)
-        if flat.shape[0] == 1:  # one input: a sparse matrix-vector product
+        if self.uses_native(x):
+            w = self.weight  # flat.T is already contiguous when flat came out of a native CSR layer
+            out = spmm._run(w.crow_indices(), w.col_indices(), w.values(), self.bias, flat.T.contiguous(),
+                            self.out_features).T
+        elif flat.shape[0] == 1:  # one input: a sparse matrix-vector product
             out = torch.mv(self.weight, flat[0]) if self.bias is None else torch.addmv(self.bias, self.weight, flat[0])
+            out = out.unsqueeze(0)
         elif self.bias is None:
             out = (self.weight @ flat.T).T
         else:
@@ -558,7 +615,7 @@ class CSRLinear(nn.Module):
     def extra_repr(self) -> str:
         density = self.nnz / (self.in_features * self.out_features)
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
-                f"bias={self.bias is not None}, density={density:.3f}")
+                f"bias={self.bias is not None}, density={density:.3f}, kernel={self.kernel}")
 
 
 def _replace_children(model: nn.Module, convert: Callable[[str, nn.Module], nn.Module | None], prefix: str = "") -> int:
@@ -574,14 +631,15 @@ def _replace_children(model: nn.Module, convert: Callable[[str, nn.Module], nn.M
     return count
 
 
-def to_sparse_linear(model: nn.Module, *, min_sparsity: float = 0.0) -> nn.Module:
+def to_sparse_linear(model: nn.Module, *, min_sparsity: float = 0.0, kernel: str = "auto") -> nn.Module:
     """A copy of ``model`` (eval mode, inference only) whose Linear layers run as CSR sparse products.
 
     A masked layer's zeros are left out of the CSR weight. Layers with fewer than ``min_sparsity`` zeros
-    stay dense. The original model is not changed. Sparse CSR pays on a CPU only at high sparsity (see
-    notebook 08).
+    stay dense. ``kernel`` picks the product for every converted layer (see :class:`CSRLinear`). The
+    original model is not changed. Sparse CSR pays on a CPU only at high sparsity (see notebook 08).
     """
     min_sparsity = check_fraction(min_sparsity, "min_sparsity")
+    kernel = _check_kernel(kernel)
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
     copy_ = copy.deepcopy(model)
@@ -590,7 +648,7 @@ def to_sparse_linear(model: nn.Module, *, min_sparsity: float = 0.0) -> nn.Modul
         if isinstance(child, nn.Linear):  # plain or masked (parametrize subclasses it)
             zeros = 1 - int(torch.count_nonzero(child.weight)) / child.weight.numel()
             if zeros >= min_sparsity:
-                return CSRLinear.from_linear(child)
+                return CSRLinear.from_linear(child, kernel=kernel)
         return None
 
     if _replace_children(copy_, convert) == 0:
