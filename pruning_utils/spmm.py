@@ -2,7 +2,7 @@
 
 torch's generic CSR x dense kernel runs at about a quarter of the dense GEMM's FLOP rate on a CPU, so a
 90%-sparse layer, with 10x fewer multiply-adds, is only ~2.5x faster than dense at batch 64. Sparse
-inference engines do better with a kernel specialised for one layout, and so does this one (40 lines
+inference engines do better with a kernel specialised for one layout, and so does this one (60 lines
 of C):
 
 * The weight ``W`` (out x in) is CSR; the activations are kept *feature-major*, ``X^T`` (in x batch),
@@ -29,6 +29,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import torch
@@ -108,6 +109,7 @@ _FLAG_SETS = (
 
 _lib = None
 _status: str | None = None
+_lock = threading.Lock()
 
 
 def _compiler() -> str | None:
@@ -115,10 +117,16 @@ def _compiler() -> str | None:
 
 
 def _load() -> None:
-    """Compile and load the kernel once per process; afterwards ``_lib`` or ``_status`` says why not."""
-    global _lib, _status
+    """Compile and load the kernel once per process; afterwards ``_lib`` is set or ``_status`` says why not."""
     if _status is not None:
         return
+    with _lock:
+        if _status is None:
+            _build()
+
+
+def _build() -> None:
+    global _lib, _status
     if os.environ.get("PRUNING_NATIVE_SPMM", "1").strip().lower() in {"0", "false", "no", "off"}:
         _status = "off (PRUNING_NATIVE_SPMM=0): torch's CSR kernel is used"
         return
