@@ -8,6 +8,7 @@ path serves a laptop (``quick``: sklearn's 8x8 digits, a small CNN, seconds on a
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import os
 import random
 import tempfile
@@ -99,10 +100,22 @@ def get_profile(name: str | Profile | None = None) -> Profile:
     return PROFILES[name]
 
 
+def check_int(value, name: str, minimum: int = 0) -> int:
+    """The course's one integer-argument rule: an int (not a bool) of at least ``minimum``.
+
+    A value of the wrong type raises TypeError, one that is too small ValueError; both name the
+    argument and what it allows.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int >= {minimum}; got {value!r} ({type(value).__name__})")
+    if value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}")
+    return int(value)
+
+
 def seed_everything(seed: int = 0) -> torch.Generator:
     """Seed python, numpy and torch, pick deterministic kernels, and return a seeded generator."""
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int; got {seed!r}")
+    seed = check_int(seed, "seed", 0)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

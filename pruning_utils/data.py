@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
-from .config import Profile, data_dir, get_profile
+from .config import Profile, check_int, data_dir, get_profile
 
 __all__ = [
     "DATASETS",
@@ -329,8 +329,7 @@ def get_loaders(
     if name not in DATASET_NAMES:
         raise ValueError(f"dataset must be one of {list(DATASET_NAMES)}; got {name!r}")
     batch_size = prof.batch_size if batch_size is None else batch_size
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int; got {batch_size!r}")
+    batch_size = check_int(batch_size, "batch_size", 1)
     if not 0.0 < val_fraction < 0.5:
         raise ValueError(f"val_fraction must be in (0, 0.5); got {val_fraction!r}")
     seed = prof.seed if seed is None else seed

@@ -20,18 +20,11 @@ import numbers
 
 from torch import nn
 
+from .config import check_int
 from .masks import check_fraction, magnitude_prune, prunable_layers, sparsity
 from .training import Callback
 
 __all__ = ["GradualPruner", "cubic_sparsity", "pruning_steps"]
-
-
-def _check_int(value, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int >= {minimum}; got {value!r} ({type(value).__name__})")
-    if value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}")
-    return int(value)
 
 
 def _check_step(value, name: str = "step") -> int:
@@ -46,9 +39,9 @@ def _check_schedule(initial_sparsity, final_sparsity, begin_step, end_step, freq
     if final < initial:
         raise ValueError(f"final_sparsity must be >= initial_sparsity (masks only add zeros); "
                          f"got final_sparsity={final!r} < initial_sparsity={initial!r}")
-    begin = _check_int(begin_step, "begin_step", 0)
-    end = _check_int(end_step, "end_step", begin + 1)
-    frequency = _check_int(frequency, "frequency", 1)
+    begin = check_int(begin_step, "begin_step", 0)
+    end = check_int(end_step, "end_step", begin + 1)
+    frequency = check_int(frequency, "frequency", 1)
     return initial, final, begin, end, frequency
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from .config import Profile, get_device, get_profile
+from .config import Profile, check_int, get_device, get_profile
 from .masks import check_fraction, layer_sparsities, magnitude_prune, make_permanent, prunable_layers, sparsity
 from .training import evaluate, fine_tune
 
@@ -23,7 +23,7 @@ def per_iteration_rate(target_sparsity: float, num_iterations: int) -> float:
     0.5
     """
     target_sparsity = check_fraction(target_sparsity, "target_sparsity")
-    num_iterations = _check_iterations(num_iterations)
+    num_iterations = check_int(num_iterations, "num_iterations", 1)
     return 1.0 - (1.0 - target_sparsity) ** (1.0 / num_iterations)
 
 
@@ -34,11 +34,6 @@ def sparsity_schedule(target_sparsity: float, num_iterations: int) -> list[float
     steps[-1] = float(target_sparsity)
     return steps
 
-
-def _check_iterations(num_iterations) -> int:
-    if isinstance(num_iterations, bool) or not isinstance(num_iterations, int) or num_iterations < 1:
-        raise ValueError(f"num_iterations must be an int >= 1; got {num_iterations!r}")
-    return num_iterations
 
 
 class IterativePruner:
@@ -73,8 +68,7 @@ class IterativePruner:
 
     def fine_tune(self, epochs: int, learning_rate: float | None = None) -> dict:
         """Retrain for ``epochs`` at a constant LR (default: the profile's fine-tuning LR); masks hold."""
-        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
-            raise ValueError(f"fine_tune_epochs must be an int >= 0; got {epochs!r}")
+        check_int(epochs, "epochs", 0)
         return fine_tune(self.model, self.train_loader, epochs=epochs, lr=learning_rate, profile=self.profile,
                          device=self.device, progress=self.progress)
 
@@ -85,8 +79,7 @@ class IterativePruner:
         With ``permanent=True`` (as in the tutorial) the masks are folded into the weights at the end.
         """
         steps = sparsity_schedule(target_sparsity, num_iterations)
-        if isinstance(fine_tune_epochs, bool) or not isinstance(fine_tune_epochs, int) or fine_tune_epochs < 0:
-            raise ValueError(f"fine_tune_epochs must be an int >= 0; got {fine_tune_epochs!r}")
+        check_int(fine_tune_epochs, "fine_tune_epochs", 0)
         self.initial_accuracy = self.evaluate()
         self.history = []
         for i, step_target in enumerate(steps, start=1):

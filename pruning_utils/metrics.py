@@ -37,7 +37,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.utils.flop_counter import FlopCounterMode
 
-from .config import CheckpointError, load_checkpoint, save_checkpoint
+from .config import CheckpointError, check_int, load_checkpoint, save_checkpoint
 from . import spmm
 from .masks import PRUNABLE_TYPES, check_fraction, magnitude_prune, prunable_layers
 
@@ -286,8 +286,7 @@ def compare_latency(models: dict, example_input: torch.Tensor, *, rounds: int = 
     benchmark = _benchmark_module()
     if not isinstance(models, dict) or not models:
         raise TypeError("models must be a non-empty dict {label: model}")
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        raise ValueError(f"rounds must be a positive int; got {rounds!r}")
+    check_int(rounds, "rounds", 1)
     previous_threads = torch.get_num_threads()
     threads = previous_threads if num_threads is None else num_threads
     times: dict[str, list[float]] = {label: [] for label in models}

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import check_int
+
 __all__ = ["SmallCNN", "MLP", "cifar_resnet", "BasicBlock", "CifarResNet", "build_model", "MODELS"]
 
 
@@ -24,12 +26,6 @@ def _check_input(x: torch.Tensor, expected: tuple[int, ...], model: str) -> None
         )
 
 
-def _positive_int(value, name: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int; got {value!r}")
-    return value
-
-
 class SmallCNN(nn.Sequential):
     """Conv-BN-ReLU blocks with max-pooling, then Flatten and a Linear head.
 
@@ -41,9 +37,9 @@ class SmallCNN(nn.Sequential):
     """
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, widths=(32, 64, 128), input_size: int = 8):
-        _positive_int(in_channels, "in_channels")
-        _positive_int(num_classes, "num_classes")
-        _positive_int(input_size, "input_size")
+        check_int(in_channels, "in_channels", 1)
+        check_int(num_classes, "num_classes", 1)
+        check_int(input_size, "input_size", 1)
         widths = tuple(widths)
         if not widths or any(not isinstance(w, int) or isinstance(w, bool) or w < 1 for w in widths):
             raise ValueError(f"widths must be a non-empty sequence of positive ints; got {widths!r}")
@@ -82,8 +78,8 @@ class MLP(nn.Sequential):
     """
 
     def __init__(self, in_features: int = 784, num_classes: int = 10, hidden=(300, 100)):
-        _positive_int(in_features, "in_features")
-        _positive_int(num_classes, "num_classes")
+        check_int(in_features, "in_features", 1)
+        check_int(num_classes, "num_classes", 1)
         hidden = tuple(hidden)
         if any(not isinstance(h, int) or isinstance(h, bool) or h < 1 for h in hidden):
             raise ValueError(f"hidden must be a sequence of positive ints; got {hidden!r}")
@@ -142,9 +138,9 @@ class CifarResNet(nn.Module):
         super().__init__()
         if not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
             raise ValueError(f"depth must be 6n+2 with n >= 1 (20, 32, 44, 56, 110); got {depth!r}")
-        _positive_int(num_classes, "num_classes")
-        _positive_int(width, "width")
-        _positive_int(in_channels, "in_channels")
+        check_int(num_classes, "num_classes", 1)
+        check_int(width, "width", 1)
+        check_int(in_channels, "in_channels", 1)
         n = (depth - 2) // 6
         self.conv1 = nn.Conv2d(in_channels, width, 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)

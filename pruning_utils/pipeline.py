@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import PROFILES, Profile, cache_dir, get_device, get_profile, load_checkpoint, save_checkpoint, seed_everything
+from .config import PROFILES, Profile, cache_dir, check_int, get_device, get_profile, load_checkpoint, save_checkpoint, seed_everything
 from .data import get_loaders, input_shape
 from .distillation import DistillationFineTuner, _check_alpha, _check_temperature
 from .gradual import GradualPruner
@@ -95,12 +95,6 @@ def default_checkpoint_path(profile: str | Profile | None = None, sparsity: floa
     return cache_dir() / f"pruned-{prof.name}-{round(100 * check_fraction(sparsity, 'sparsity'), 2):g}.pt"
 
 
-def _check_positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1; got {value!r}")
-    return value
-
-
 def _check_unit(value, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= 1.0:
         raise ValueError(f"{name} must be a number in (0, 1]; got {value!r}")
@@ -129,18 +123,17 @@ def create_pruning_pipeline(profile: str | Profile | None = None, sparsity: floa
     """
     prof = get_profile(profile)
     target = check_fraction(sparsity, "sparsity")
-    epochs = max(1, prof.epochs // 2) if epochs is None else _check_positive_int(epochs, "epochs")
+    epochs = max(1, prof.epochs // 2) if epochs is None else check_int(epochs, "epochs", 1)
     prune_fraction = _check_unit(prune_fraction, "prune_fraction")
     if frequency is not None:
-        _check_positive_int(frequency, "frequency")
+        check_int(frequency, "frequency", 1)
     if scope not in ("global", "layer"):
         raise ValueError(f"scope must be 'global' or 'layer'; got {scope!r}")
     temperature, alpha = _check_temperature(temperature), _check_alpha(alpha)
     if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0):
         raise ValueError(f"lr must be a positive number; got {lr!r}")
     seed = prof.seed if seed is None else seed
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int; got {seed!r}")
+    seed = check_int(seed, "seed", 0)
     out = default_checkpoint_path(prof, target) if out is None else Path(out)
     if out.is_dir():
         raise ValueError(f"out must be a file path, not a directory; got {str(out)!r}")

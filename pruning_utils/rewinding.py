@@ -17,7 +17,7 @@ import math
 import torch
 from torch import nn
 
-from .config import Profile, get_device, get_profile
+from .config import Profile, check_int, get_device, get_profile
 from .masks import check_fraction, load_weights_keep_masks, magnitude_prune, prunable_layers, sparsity
 from .training import Callback, build_optimizer, evaluate, lr_schedule, train
 
@@ -92,8 +92,7 @@ class LRRewindPruner:
                  scope: str = "global", progress: bool = False):
         self.profile = get_profile(profile)
         self.total_epochs = self.profile.epochs if total_epochs is None else total_epochs
-        if isinstance(self.total_epochs, bool) or not isinstance(self.total_epochs, int) or self.total_epochs < 1:
-            raise ValueError(f"total_epochs must be an int >= 1; got {self.total_epochs!r}")
+        check_int(self.total_epochs, "total_epochs", 1)
         if isinstance(rewind_epoch, bool) or not isinstance(rewind_epoch, int) or not 0 <= rewind_epoch < self.total_epochs:
             raise ValueError(f"rewind_epoch must be an int in [0, {self.total_epochs}); got {rewind_epoch!r}")
         if not (isinstance(initial_lr, (int, float)) and initial_lr > 0):
@@ -162,8 +161,7 @@ class LRRewindPruner:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}; got {mode!r}")
         epochs = self.total_epochs - self.rewind_epoch if epochs is None else epochs
-        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
-            raise ValueError(f"epochs must be an int >= 0; got {epochs!r}")
+        check_int(epochs, "epochs", 0)
         if mode == "wr" and self.saved_state is None:
             raise RuntimeError("weight rewinding needs a rewind point: call train_dense or save_rewind_point first")
         optimizer = build_optimizer(self.model, self.profile, lr=self.initial_lr)

@@ -29,6 +29,7 @@ from torch import nn
 import torch.nn.utils.fusion
 from torch.nn.utils import parametrize
 
+from .config import check_int
 from .masks import check_fraction
 from .metrics import check_input_size, count_flops, default_input_size
 
@@ -104,12 +105,6 @@ def _criterion(importance) -> Callable:
                      f"got {importance!r}")
 
 
-def _check_round_to(round_to) -> int:
-    if isinstance(round_to, bool) or not isinstance(round_to, int) or round_to < 1:
-        raise ValueError(f"round_to must be a positive int; got {round_to!r}")
-    return round_to
-
-
 def channels_to_keep(total: int, prune_ratio: float, round_to: int = 1) -> int:
     """How many of ``total`` channels survive when ``prune_ratio`` of them go; always at least 1.
 
@@ -120,7 +115,7 @@ def channels_to_keep(total: int, prune_ratio: float, round_to: int = 1) -> int:
     (22, 24, 1)
     """
     prune_ratio = check_fraction(prune_ratio, "prune_ratio")
-    _check_round_to(round_to)
+    check_int(round_to, "round_to", 1)
     keep = max(1, total - round(prune_ratio * total))
     if round_to > 1 and keep < total:
         keep = min(total, round_to * max(1, int(keep / round_to + 0.5)))
@@ -524,7 +519,7 @@ class StructuredPruner:
     def __init__(self, model: nn.Module, importance="l1", *, round_to: int = 1, exclude=(), input_size=None):
         self.model = model
         self.importance = _criterion(importance)
-        self.round_to = _check_round_to(round_to)
+        self.round_to = check_int(round_to, "round_to", 1)
         self.groups = find_channel_groups(model, exclude)
         self.input_size = None if input_size is None else check_input_size(input_size)
         self.report: PruningReport | None = None

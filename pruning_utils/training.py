@@ -22,6 +22,7 @@ from .config import (
     CheckpointError,
     Profile,
     cache_dir,
+    check_int,
     get_device,
     get_profile,
     load_checkpoint,
@@ -205,8 +206,7 @@ def train(
     """
     prof = get_profile(profile)
     epochs = prof.epochs if epochs is None else epochs
-    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 0:
-        raise ValueError(f"epochs must be a non-negative int; got {epochs!r}")
+    epochs = check_int(epochs, "epochs", 0)
     _check_loader(train_loader, "train_loader")
     if val_loader is not None:
         _check_loader(val_loader, "val_loader")

@@ -57,6 +57,25 @@ def test_seed_rejects_negative():
         seed_everything(-1)
 
 
+@pytest.mark.parametrize("value, minimum, error", [
+    (True, 0, TypeError),     # a bool is not a count
+    (2.0, 0, TypeError),
+    ("3", 1, TypeError),
+    (None, 1, TypeError),
+    (0, 1, ValueError),
+    (-1, 0, ValueError),
+])
+def test_check_int_names_the_argument_and_the_rule(value, minimum, error):
+    with pytest.raises(error, match=f"^rounds must be an int >= {minimum}; got "):
+        config.check_int(value, "rounds", minimum)
+
+
+def test_check_int_accepts_numpy_integers_and_returns_a_python_int():
+    value = config.check_int(np.int64(5), "epochs", 1)
+    assert value == 5 and type(value) is int
+    assert config.check_int(0, "epochs", 0) == 0
+
+
 def test_get_device_prefers_cuda_then_mps_then_cpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert get_device().type == "cuda"

@@ -104,8 +104,8 @@ def test_build_scheduler_milestones():
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [
-        ({"epochs": -1}, ValueError, "epochs must be a non-negative int"),
-        ({"epochs": 1.5}, ValueError, "epochs"),
+        ({"epochs": -1}, ValueError, "epochs must be an int >= 0; got -1"),
+        ({"epochs": 1.5}, TypeError, r"epochs must be an int >= 0; got 1.5 \(float\)"),
         ({"callbacks": [42]}, TypeError, "callbacks"),
     ],
 )
