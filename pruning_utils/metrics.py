@@ -528,6 +528,12 @@ class CSRLinear(nn.Module):
         super().__init__()
         if weight.layout != torch.sparse_csr or weight.dim() != 2:
             raise ValueError("weight must be a 2-D sparse CSR tensor; build the layer with CSRLinear.from_linear")
+        try:  # once, here: the kernels trust the indices, and a bad one would read outside the input
+            with _quiet_sparse():
+                torch.sparse_csr_tensor(weight.crow_indices(), weight.col_indices(), weight.values(), weight.shape,
+                                        check_invariants=True)
+        except RuntimeError as exc:
+            raise ValueError(f"weight is not a valid CSR matrix: {exc}") from exc
         self.kernel = _check_kernel(kernel)
         self.out_features, self.in_features = weight.shape
         self.register_buffer("weight", weight)

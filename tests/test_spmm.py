@@ -131,6 +131,13 @@ def test_auto_falls_back_to_torch_for_gradients_and_other_dtypes_and_native_says
         native(torch.randn(16, 40, dtype=torch.float64))
 
 
+def test_a_csr_weight_with_indices_out_of_range_is_refused():
+    crow, col = torch.tensor([0, 1, 2], dtype=torch.int32), torch.tensor([0, 7], dtype=torch.int32)
+    bad = torch.sparse_csr_tensor(crow, col, torch.ones(2), (2, 3), check_invariants=False)  # column 7 of 3
+    with pytest.raises(ValueError, match="weight is not a valid CSR matrix"):
+        CSRLinear(bad)
+
+
 def test_bad_kernel_names_are_refused():
     with pytest.raises(ValueError, match="kernel must be one of"):
         to_sparse_linear(mlp(), kernel="mkl")
