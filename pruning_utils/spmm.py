@@ -49,7 +49,7 @@ static inline void st(float *p, v8 v) { memcpy(p, &v, sizeof v); }
 void csr_matmul(const int32_t *crow, const int32_t *col, const float *val, const float *bias,
                 const float *x, float *out, int64_t rows, int64_t n) {
     const int64_t work = (int64_t)crow[rows] * n;
-#pragma omp parallel for schedule(static) if (work > 32768)
+#pragma omp parallel for schedule(dynamic, 16) if (work > 32768)  /* dynamic: a busy core delays only its chunks */
     for (int64_t r = 0; r < rows; ++r) {
         const float b = bias ? bias[r] : 0.0f;
         const int32_t k0 = crow[r], k1 = crow[r + 1];
