@@ -68,8 +68,9 @@ def main(argv=None) -> None:
     print(f"native kernel: {spmm.status()}\n")
     header = "| sparsity | batch | dense (ms) | torch CSR (ms) | speedup |"
     header += " native CSR (ms) | speedup |" if native else ""
-    print(header + " max abs diff |")
-    print("|---:" * (header.count("|") - 1 + 1) + "|")
+    header += " max abs diff |"
+    print(header)
+    print("|---:" * (header.count("|") - 1) + "|")
     goal = []
     for target in args.sparsities:
         torch.manual_seed(0)

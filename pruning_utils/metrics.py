@@ -574,13 +574,16 @@ class CSRLinear(nn.Module):
         return super()._apply(fn, *args, **kwargs)
 
     def _native_fits(self) -> bool:
-        """Whether the weight suits the native kernel: float32 on the CPU, int32 indices, contiguous."""
+        """Whether the weight suits the native kernel (:func:`spmm.check_weight`) and is contiguous; cached."""
         if getattr(self, "_fits", None) is None:
             w, b = self.weight, self.bias
-            parts = (w.crow_indices(), w.col_indices(), w.values())
-            self._fits = (w.values().dtype == torch.float32 and w.device.type == "cpu"
-                          and parts[0].dtype == parts[1].dtype == torch.int32 and all(t.is_contiguous() for t in parts)
-                          and (b is None or (b.dtype == torch.float32 and b.is_contiguous())))
+            try:
+                spmm.check_weight(w, b)
+            except ValueError:
+                self._fits = False
+            else:
+                parts = (w.crow_indices(), w.col_indices(), w.values()) + (() if b is None else (b,))
+                self._fits = all(t.is_contiguous() for t in parts)
         return self._fits
 
     def uses_native(self, x: torch.Tensor) -> bool:
@@ -610,7 +613,6 @@ class CSRLinear(nn.Module):
                             self.out_features).T
         elif flat.shape[0] == 1:  # one input: a sparse matrix-vector product
             out = torch.mv(self.weight, flat[0]) if self.bias is None else torch.addmv(self.bias, self.weight, flat[0])
-            out = out.unsqueeze(0)
         elif self.bias is None:
             out = (self.weight @ flat.T).T
         else:

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["available", "csr_matmul", "status"]
+__all__ = ["available", "check_weight", "csr_matmul", "status"]
 
 SOURCE = r"""
 #include <stdint.h>
@@ -183,24 +183,33 @@ def csr_matmul(weight: torch.Tensor, xt: torch.Tensor, bias: torch.Tensor | None
     """
     if not available():
         raise RuntimeError(f"the native CSR kernel is {status()}")
+    check_weight(weight, bias)
+    rows, cols = weight.shape
+    if xt.dim() != 2 or xt.shape[0] != cols or xt.dtype != torch.float32:
+        raise ValueError(f"xt must be a float32 ({cols}, n) tensor; got {xt.dtype} {tuple(xt.shape)}")
+    if xt.device.type != "cpu":
+        raise ValueError("the native CSR kernel runs on the CPU only")
+    return _run(weight.crow_indices().contiguous(), weight.col_indices().contiguous(), weight.values().contiguous(),
+                None if bias is None else bias.contiguous(), xt.contiguous(), rows)
+
+
+def check_weight(weight: torch.Tensor, bias: torch.Tensor | None = None) -> None:
+    """What the kernel runs: a 2-D CSR ``weight`` on the CPU with int32 indices and float32 values, and a
+    float32 ``bias`` of one value per row (or None). Anything else raises ValueError saying what."""
     if weight.layout != torch.sparse_csr or weight.dim() != 2:
         raise ValueError("weight must be a 2-D sparse CSR tensor")
     crow, col, val = weight.crow_indices(), weight.col_indices(), weight.values()
     if crow.dtype != torch.int32 or col.dtype != torch.int32 or val.dtype != torch.float32:
         raise ValueError(f"weight must have int32 indices and float32 values; got {crow.dtype}, {val.dtype}")
-    rows, cols = weight.shape
-    if xt.dim() != 2 or xt.shape[0] != cols or xt.dtype != torch.float32:
-        raise ValueError(f"xt must be a float32 ({cols}, n) tensor; got {xt.dtype} {tuple(xt.shape)}")
+    rows = weight.shape[0]
     if bias is not None and (bias.shape != (rows,) or bias.dtype != torch.float32):
         raise ValueError(f"bias must be a float32 ({rows},) tensor; got {bias.dtype} {tuple(bias.shape)}")
-    if any(t.device.type != "cpu" for t in (val, xt)):
+    if weight.device.type != "cpu" or (bias is not None and bias.device.type != "cpu"):
         raise ValueError("the native CSR kernel runs on the CPU only")
-    return _run(crow.contiguous(), col.contiguous(), val.contiguous(),
-                None if bias is None else bias.contiguous(), xt.contiguous(), rows)
 
 
 def _run(crow, col, val, bias, xt, rows: int) -> torch.Tensor:
-    """The call itself, on contiguous tensors already checked (CSRLinear checks once, when it is built)."""
+    """The call itself, on contiguous tensors already checked (by csr_matmul, or once by CSRLinear)."""
     out = torch.empty(rows, xt.shape[1], dtype=torch.float32)
     _lib.csr_matmul(crow.data_ptr(), col.data_ptr(), val.data_ptr(), None if bias is None else bias.data_ptr(),
                     xt.data_ptr(), out.data_ptr(), rows, xt.shape[1])
