@@ -1,6 +1,20 @@
 """pruning_utils: the tested helpers of the hands-on pruning course.
 
-Notebooks import everything from here; see DESIGN.md for the module map.
+Notebooks import everything from here. One concern per module:
+
+| module | holds |
+|---|---|
+| ``checks`` | the one validator per kind of argument (fraction, int, positive number, choice, ...) |
+| ``config`` | profiles, seeding, device, cache directory, atomic checkpoints |
+| ``data``, ``models`` | the profile's data loaders; SmallCNN, MLP, CIFAR ResNets |
+| ``training`` | the one training loop (callbacks), evaluation, fine-tuning, the cached baseline |
+| ``masks`` | the one mask mechanism (parametrize), exact magnitude selection |
+| ``unstructured``, ``structured`` | SimplePruner / ThresholdPruner; filter pruning, BatchNorm folding |
+| ``iterative``, ``rewinding``, ``gradual``, ``distillation`` | the pruning schedules and knowledge distillation |
+| ``params``, ``flops``, ``latency`` | parameter counts, FLOPs, timing |
+| ``metrics``, ``sensitivity`` | the analysis report and table; per-layer sensitivity scans |
+| ``sparse_format``, ``csr``, ``spmm`` | sparse checkpoints; CSR Linear layers; the compiled CSR kernel |
+| ``plots``, ``pipeline``, ``course`` | figures; the end-to-end pipeline and CLI; running the course |
 """
 
 from .config import (
@@ -17,9 +31,9 @@ from .config import (
     setup_course,
 )
 from .data import DATASETS, DatasetNotAvailableError, Loaders, download_dataset, get_loaders
+from .checks import check_fraction, check_int
 from .masks import (
     apply_mask,
-    check_fraction,
     enforce_masks,
     get_mask,
     is_masked,
@@ -50,25 +64,13 @@ from .iterative import IterativePruner, per_iteration_rate, sparsity_schedule
 from .rewinding import LRRewindPruner, iterative_targets
 from .unstructured import SimplePruner, ThresholdPruner
 from .structured import StructuredPruner, find_channel_groups, fold_batchnorm, prune_resnet, prune_simple_cnn
-from .metrics import (
-    CSRLinear,
-    SensitivityScan,
-    analysis_table,
-    analyze_pruned_model,
-    checkpoint_sizes,
-    compare_latency,
-    count_flops,
-    count_parameters,
-    format_analysis,
-    load_sparse,
-    measure_latency,
-    plain_state_dict,
-    save_sparse,
-    sensitivity_scan,
-    sparse_flops,
-    to_dense_linear,
-    to_sparse_linear,
-)
+from .params import count_parameters, plain_state_dict
+from .flops import count_flops, sparse_flops
+from .latency import compare_latency, measure_latency
+from .sparse_format import checkpoint_sizes, load_sparse, save_sparse
+from .csr import CSRLinear, to_dense_linear, to_sparse_linear
+from .sensitivity import SensitivityScan, sensitivity_scan
+from .metrics import analysis_table, analyze_pruned_model, format_analysis
 from .distillation import DistillationFineTuner, distillation_loss, soft_targets
 from .gradual import GradualPruner, cubic_sparsity, pruning_steps
 
@@ -78,6 +80,95 @@ _LAZY = {
     "PipelineResult": "pipeline", "create_pruning_pipeline": "pipeline", "load_pruned_model": "pipeline",
     "record_results": "course", "save_figure": "course", "colab_url": "course",
 }
+
+__all__ = [
+    "analysis_table",
+    "analyze_pruned_model",
+    "apply_mask",
+    "baseline_path",
+    "BaselineResult",
+    "build_model",
+    "build_model_for",
+    "build_optimizer",
+    "build_scheduler",
+    "cache_dir",
+    "Callback",
+    "check_fraction",
+    "check_int",
+    "checkpoint_sizes",
+    "CheckpointError",
+    "cifar_resnet",
+    "colab_url",
+    "compare_latency",
+    "count_flops",
+    "count_parameters",
+    "create_pruning_pipeline",
+    "CSRLinear",
+    "cubic_sparsity",
+    "data_dir",
+    "DatasetNotAvailableError",
+    "DATASETS",
+    "distillation_loss",
+    "DistillationFineTuner",
+    "download_dataset",
+    "enforce_masks",
+    "evaluate",
+    "final_lr",
+    "find_channel_groups",
+    "fine_tune",
+    "fold_batchnorm",
+    "format_analysis",
+    "get_device",
+    "get_loaders",
+    "get_mask",
+    "get_profile",
+    "GradualPruner",
+    "is_masked",
+    "iterative_targets",
+    "IterativePruner",
+    "layer_sparsities",
+    "load_checkpoint",
+    "load_pruned_model",
+    "load_sparse",
+    "load_weights_keep_masks",
+    "Loaders",
+    "lr_schedule",
+    "LRRewindPruner",
+    "magnitude_prune",
+    "make_permanent",
+    "measure_latency",
+    "MLP",
+    "per_iteration_rate",
+    "PipelineResult",
+    "plain_state_dict",
+    "Profile",
+    "PROFILES",
+    "prunable_layers",
+    "prune_resnet",
+    "prune_simple_cnn",
+    "pruning_steps",
+    "record_results",
+    "save_checkpoint",
+    "save_figure",
+    "save_sparse",
+    "seed_everything",
+    "sensitivity_scan",
+    "SensitivityScan",
+    "setup_course",
+    "SimplePruner",
+    "SmallCNN",
+    "soft_targets",
+    "sparse_flops",
+    "sparsity",
+    "sparsity_schedule",
+    "StructuredPruner",
+    "ThresholdPruner",
+    "to_dense_linear",
+    "to_sparse_linear",
+    "train",
+    "train_baseline",
+    "TrainState",
+]
 
 
 def __getattr__(name):

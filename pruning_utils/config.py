@@ -8,7 +8,6 @@ path serves a laptop (``quick``: sklearn's 8x8 digits, a small CNN, seconds on a
 from __future__ import annotations
 
 import dataclasses
-import numbers
 import os
 import random
 import tempfile
@@ -17,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from .checks import check_int
 
 PROFILE_ENV = "PRUNING_PROFILE"
 CACHE_ENV = "PRUNING_CACHE_DIR"
@@ -98,19 +99,6 @@ def get_profile(name: str | Profile | None = None) -> Profile:
             f"profile must be one of {sorted(PROFILES)} (argument or ${PROFILE_ENV}); got {name!r}"
         )
     return PROFILES[name]
-
-
-def check_int(value, name: str, minimum: int = 0) -> int:
-    """The course's one integer-argument rule: an int (not a bool) of at least ``minimum``.
-
-    A value of the wrong type raises TypeError, one that is too small ValueError; both name the
-    argument and what it allows.
-    """
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int >= {minimum}; got {value!r} ({type(value).__name__})")
-    if value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}")
-    return int(value)
 
 
 def seed_everything(seed: int = 0) -> torch.Generator:

@@ -30,7 +30,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
-from .config import Profile, check_int, data_dir, get_profile
+from .checks import check_int
+from .config import Profile, data_dir, get_profile
 
 __all__ = [
     "DATASETS",

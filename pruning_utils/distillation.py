@@ -16,35 +16,27 @@ schedule, for instance) work exactly as everywhere else.
 
 from __future__ import annotations
 
-import math
-import numbers
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checks import check_positive, check_unit
 from .config import Profile, get_device, get_profile
 from .training import _model_device, build_optimizer, final_lr, train
 
 __all__ = ["DistillationFineTuner", "distillation_loss", "soft_targets"]
 
 
+ALPHA_HINT = " (0: labels only, 1: teacher only)"
+
+
 def _check_temperature(temperature) -> float:
-    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
-        raise TypeError(f"temperature must be a number > 0; got {temperature!r} ({type(temperature).__name__})")
-    temperature = float(temperature)
-    if not (math.isfinite(temperature) and temperature > 0):
-        raise ValueError(f"temperature must be a finite number > 0; got {temperature!r}")
-    return temperature
+    return check_positive(temperature, "temperature")
 
 
 def _check_alpha(alpha) -> float:
-    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
-        raise TypeError(f"alpha must be a number in [0, 1]; got {alpha!r} ({type(alpha).__name__})")
-    alpha = float(alpha)
-    if not 0.0 <= alpha <= 1.0:  # also refuses NaN
-        raise ValueError(f"alpha must be in [0, 1] (0: labels only, 1: teacher only); got {alpha!r}")
-    return alpha
+    return check_unit(alpha, "alpha", ALPHA_HINT)
 
 
 def soft_targets(logits: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -16,21 +16,14 @@ sparsity is reached exactly at ``end_step`` even when ``end_step - t0`` is not a
 
 from __future__ import annotations
 
-import numbers
 
 from torch import nn
 
-from .config import check_int
-from .masks import check_fraction, magnitude_prune, prunable_layers, sparsity
+from .checks import check_fraction, check_int, check_scope, check_step
+from .masks import magnitude_prune, prunable_layers, sparsity
 from .training import Callback
 
 __all__ = ["GradualPruner", "cubic_sparsity", "pruning_steps"]
-
-
-def _check_step(value, name: str = "step") -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int (a training step); got {value!r} ({type(value).__name__})")
-    return int(value)
 
 
 def _check_schedule(initial_sparsity, final_sparsity, begin_step, end_step, frequency=1):
@@ -53,7 +46,7 @@ def cubic_sparsity(step: int, initial_sparsity: float = 0.0, final_sparsity: flo
     0.7
     """
     initial, final, begin, end, _ = _check_schedule(initial_sparsity, final_sparsity, begin_step, end_step)
-    step = _check_step(step)
+    step = check_step(step)
     if step <= begin:
         return initial
     if step >= end:
@@ -98,8 +91,7 @@ class GradualPruner(Callback):
                  include=None, exclude=None, skip_first: bool = False, skip_last: bool = False):
         (self.initial_sparsity, self.final_sparsity, self.begin_step, self.end_step,
          self.frequency) = _check_schedule(initial_sparsity, final_sparsity, begin_step, end_step, frequency)
-        if scope not in ("global", "layer"):
-            raise ValueError(f"scope must be 'global' or 'layer'; got {scope!r}")
+        check_scope(scope)
         self.model = model
         self.scope = scope
         self.layers = prunable_layers(model, include, exclude, skip_first=skip_first, skip_last=skip_last)
@@ -123,7 +115,7 @@ class GradualPruner(Callback):
 
     def is_pruning_step(self, step: int) -> bool:
         """True when the masks are updated at ``step``."""
-        step = _check_step(step)
+        step = check_step(step)
         return self.begin_step <= step <= self.end_step and (
             (step - self.begin_step) % self.frequency == 0 or step == self.end_step)
 
@@ -139,7 +131,7 @@ class GradualPruner(Callback):
 
     def step(self, current_step: int) -> float | None:
         """Update the masks if a pruning step is due at ``current_step``; return the target applied, else None."""
-        current_step = _check_step(current_step, "current_step")
+        current_step = check_step(current_step, "current_step")
         due = self._due_step(current_step)
         if due is None or (self.last_pruned_step is not None and due <= self.last_pruned_step):
             return None

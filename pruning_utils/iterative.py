@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from .config import Profile, check_int, get_device, get_profile
-from .masks import check_fraction, layer_sparsities, magnitude_prune, make_permanent, prunable_layers, sparsity
+from .checks import check_fraction, check_int, check_scope
+from .config import Profile, get_device, get_profile
+from .masks import layer_sparsities, magnitude_prune, make_permanent, prunable_layers, sparsity
 from .training import evaluate, fine_tune
 
 __all__ = ["IterativePruner", "per_iteration_rate", "sparsity_schedule"]
@@ -45,8 +46,7 @@ class IterativePruner:
 
     def __init__(self, model: nn.Module, train_loader, val_loader, device=None, *, scope: str = "global",
                  profile: str | Profile | None = None, include=None, exclude=None, progress: bool = False):
-        if scope not in ("global", "layer"):
-            raise ValueError(f"scope must be 'global' or 'layer'; got {scope!r}")
+        check_scope(scope)
         for name, loader in (("train_loader", train_loader), ("val_loader", val_loader)):
             if loader is None or len(loader) == 0:
                 raise ValueError(f"{name} is empty: it yields no batches")

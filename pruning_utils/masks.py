@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import functools
 import math
-import numbers
 from typing import Iterable
 
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
+
+from .checks import check_fraction, check_scope
 
 __all__ = [
     "PRUNABLE_TYPES",
@@ -41,20 +42,6 @@ __all__ = [
 ]
 
 PRUNABLE_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d)
-
-
-def check_fraction(value, name: str) -> float:
-    """The course's one amount rule: a real number in [0, 1). Return it as a float.
-
-    1.0 is refused on purpose: it would remove every weight of the network.
-    """
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number in [0, 1); got {value!r} ({type(value).__name__})")
-    value = float(value)
-    if math.isnan(value) or not 0.0 <= value < 1.0:
-        hint = " (1.0 would remove every weight)" if value == 1.0 else ""
-        raise ValueError(f"{name} must be in [0, 1){hint}; got {value!r}")
-    return value
 
 
 class WeightMask(nn.Module):
@@ -373,8 +360,7 @@ def magnitude_prune(layers, target_sparsity: float, scope: str = "global") -> fl
     current sparsity changes nothing. Returns the largest magnitude pruned (0.0 if none).
     """
     target_sparsity = check_fraction(target_sparsity, "target_sparsity")
-    if scope not in ("global", "layer"):
-        raise ValueError(f"scope must be 'global' or 'layer'; got {scope!r}")
+    check_scope(scope)
     groups = [layers] if scope == "global" else [[item] for item in layers]
     threshold, planned = 0.0, []
     for group in groups:

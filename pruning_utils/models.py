@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import check_int
+from .checks import check_int
 
 __all__ = ["SmallCNN", "MLP", "cifar_resnet", "BasicBlock", "CifarResNet", "build_model", "MODELS"]
 

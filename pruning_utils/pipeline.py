@@ -24,13 +24,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import PROFILES, Profile, cache_dir, check_int, get_device, get_profile, load_checkpoint, save_checkpoint, seed_everything
+from .checks import check_fraction, check_int, check_positive, check_scope, check_share, check_unit
+from .config import PROFILES, Profile, cache_dir, get_device, get_profile, load_checkpoint, save_checkpoint, seed_everything
 from .data import get_loaders, input_shape
-from .distillation import DistillationFineTuner, _check_alpha, _check_temperature
+from .distillation import ALPHA_HINT, DistillationFineTuner
 from .gradual import GradualPruner
-from .masks import check_fraction, make_permanent, prunable_layers
+from .masks import make_permanent, prunable_layers
 from .masks import sparsity as _sparsity
-from .metrics import count_parameters
+from .params import count_parameters
 from .models import build_model
 from .training import build_optimizer, evaluate, train_baseline
 
@@ -95,12 +96,6 @@ def default_checkpoint_path(profile: str | Profile | None = None, sparsity: floa
     return cache_dir() / f"pruned-{prof.name}-{round(100 * check_fraction(sparsity, 'sparsity'), 2):g}.pt"
 
 
-def _check_unit(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= 1.0:
-        raise ValueError(f"{name} must be a number in (0, 1]; got {value!r}")
-    return float(value)
-
-
 def create_pruning_pipeline(profile: str | Profile | None = None, sparsity: float = 0.9, epochs: int | None = None,
                             out: str | Path | None = None, *, temperature: float = 4.0, alpha: float = 0.7,
                             scope: str = "global", prune_fraction: float = 0.75, frequency: int | None = None,
@@ -124,14 +119,12 @@ def create_pruning_pipeline(profile: str | Profile | None = None, sparsity: floa
     prof = get_profile(profile)
     target = check_fraction(sparsity, "sparsity")
     epochs = max(1, prof.epochs // 2) if epochs is None else check_int(epochs, "epochs", 1)
-    prune_fraction = _check_unit(prune_fraction, "prune_fraction")
+    prune_fraction = check_share(prune_fraction, "prune_fraction")
     if frequency is not None:
         check_int(frequency, "frequency", 1)
-    if scope not in ("global", "layer"):
-        raise ValueError(f"scope must be 'global' or 'layer'; got {scope!r}")
-    temperature, alpha = _check_temperature(temperature), _check_alpha(alpha)
-    if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0):
-        raise ValueError(f"lr must be a positive number; got {lr!r}")
+    check_scope(scope)
+    temperature, alpha = check_positive(temperature, "temperature"), check_unit(alpha, "alpha", ALPHA_HINT)
+    lr = None if lr is None else check_positive(lr, "lr")
     seed = prof.seed if seed is None else seed
     seed = check_int(seed, "seed", 0)
     out = default_checkpoint_path(prof, target) if out is None else Path(out)

@@ -302,7 +302,7 @@ def plot_tradeoff(results: dict, x: str, y: str = "accuracy", *, xlabel: str | N
 
 
 def plot_sensitivity(scan, title: str = "sensitivity: one layer pruned at a time"):
-    """A :class:`~pruning_utils.metrics.SensitivityScan`: metric per sparsity, one line per layer."""
+    """A :class:`~pruning_utils.sensitivity.SensitivityScan`: metric per sparsity, one line per layer."""
     fig, ax = plt.subplots(figsize=(6.5, 4))
     xs = [100 * s for s in scan.sparsities]
     for name, values in scan.results.items():

@@ -17,8 +17,9 @@ import math
 import torch
 from torch import nn
 
-from .config import Profile, check_int, get_device, get_profile
-from .masks import check_fraction, load_weights_keep_masks, magnitude_prune, prunable_layers, sparsity
+from .checks import check_fraction, check_int, check_positive, check_scope
+from .config import Profile, get_device, get_profile
+from .masks import load_weights_keep_masks, magnitude_prune, prunable_layers, sparsity
 from .training import Callback, build_optimizer, evaluate, lr_schedule, train
 
 __all__ = ["LRRewindPruner", "MODES", "iterative_targets"]
@@ -93,12 +94,11 @@ class LRRewindPruner:
         self.profile = get_profile(profile)
         self.total_epochs = self.profile.epochs if total_epochs is None else total_epochs
         check_int(self.total_epochs, "total_epochs", 1)
-        if isinstance(rewind_epoch, bool) or not isinstance(rewind_epoch, int) or not 0 <= rewind_epoch < self.total_epochs:
-            raise ValueError(f"rewind_epoch must be an int in [0, {self.total_epochs}); got {rewind_epoch!r}")
-        if not (isinstance(initial_lr, (int, float)) and initial_lr > 0):
-            raise ValueError(f"initial_lr must be a positive number; got {initial_lr!r}")
-        if scope not in ("global", "layer"):
-            raise ValueError(f"scope must be 'global' or 'layer'; got {scope!r}")
+        check_int(rewind_epoch, "rewind_epoch", 0)
+        if rewind_epoch >= self.total_epochs:
+            raise ValueError(f"rewind_epoch must be an int in [0, {self.total_epochs}) (total_epochs); got {rewind_epoch!r}")
+        initial_lr = check_positive(initial_lr, "initial_lr")
+        check_scope(scope)
         self.model = model
         self.initial_lr = float(initial_lr)
         self.rewind_epoch = rewind_epoch

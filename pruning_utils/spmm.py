@@ -17,7 +17,7 @@ of C):
 The C source below is compiled with the system's C compiler (``$CC``, else ``cc``) into a temporary
 directory the first time :func:`available` or :func:`csr_matmul` is called, loaded with ``ctypes``,
 and the directory is removed. Without a compiler (or with ``PRUNING_NATIVE_SPMM=0``) nothing is
-compiled, :func:`available` is False and :class:`~pruning_utils.metrics.CSRLinear` uses torch's kernel.
+compiled, :func:`available` is False and :class:`~pruning_utils.csr.CSRLinear` uses torch's kernel.
 :func:`status` says which, and why.
 """
 

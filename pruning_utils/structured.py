@@ -29,9 +29,8 @@ from torch import nn
 import torch.nn.utils.fusion
 from torch.nn.utils import parametrize
 
-from .config import check_int
-from .masks import check_fraction
-from .metrics import check_input_size, count_flops, default_input_size
+from .checks import check_fraction, check_int
+from .flops import check_input_size, count_flops, default_input_size
 
 __all__ = [
     "IMPORTANCE",

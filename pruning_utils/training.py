@@ -18,11 +18,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from .checks import check_int, check_positive
 from .config import (
     CheckpointError,
     Profile,
     cache_dir,
-    check_int,
     get_device,
     get_profile,
     load_checkpoint,
@@ -102,8 +102,7 @@ def build_optimizer(model: nn.Module, profile: str | Profile | None = None, *, l
     """SGD with the profile's momentum and weight decay (``lr`` overrides the profile's)."""
     prof = get_profile(profile)
     lr = prof.lr if lr is None else lr
-    if not (isinstance(lr, (int, float)) and lr > 0):
-        raise ValueError(f"lr must be a positive number; got {lr!r}")
+    lr = check_positive(lr, "lr")
     return torch.optim.SGD(model.parameters(), lr=lr, momentum=prof.momentum, weight_decay=prof.weight_decay)
 
 

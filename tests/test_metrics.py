@@ -8,23 +8,13 @@ from torch import nn
 
 from pruning_utils.config import CheckpointError, save_checkpoint
 from pruning_utils.masks import apply_mask, is_masked, magnitude_prune, make_permanent, prunable_layers, sparsity
-from pruning_utils.metrics import (
-    CSRLinear,
-    analysis_table,
-    analyze_pruned_model,
-    checkpoint_sizes,
-    count_flops,
-    count_parameters,
-    format_analysis,
-    load_sparse,
-    measure_latency,
-    plain_state_dict,
-    save_sparse,
-    sensitivity_scan,
-    sparse_flops,
-    to_dense_linear,
-    to_sparse_linear,
-)
+from pruning_utils.csr import CSRLinear, to_dense_linear, to_sparse_linear
+from pruning_utils.flops import count_flops, sparse_flops
+from pruning_utils.latency import measure_latency
+from pruning_utils.metrics import analysis_table, analyze_pruned_model, format_analysis
+from pruning_utils.params import count_parameters, plain_state_dict
+from pruning_utils.sensitivity import sensitivity_scan
+from pruning_utils.sparse_format import checkpoint_sizes, load_sparse, save_sparse
 from pruning_utils.models import MLP, SmallCNN, cifar_resnet
 
 

@@ -106,7 +106,7 @@ def test_function_returns_a_result_record(cli_run, shared_cache, tmp_path, monke
     (["--epochs", "0"], "epochs must be an int >= 1"),
     (["--temperature", "0"], "temperature must be a finite number > 0"),
     (["--alpha", "2"], r"alpha must be in \[0, 1\]"),
-    (["--lr", "-1"], "lr must be a positive number"),
+    (["--lr", "-1"], "lr must be a finite number > 0"),
     (["--profile", "huge"], "invalid choice: 'huge'"),
     (["--sparsity", "lots"], "invalid float value"),
 ])
@@ -119,7 +119,7 @@ def test_cli_bad_inputs_exit_with_a_clear_message(argv, message, capsys, tmp_pat
 
 
 def test_function_bad_inputs(tmp_path):
-    with pytest.raises(ValueError, match="prune_fraction must be a number in \\(0, 1\\]"):
+    with pytest.raises(ValueError, match="prune_fraction must be in \\(0, 1\\]"):
         create_pruning_pipeline("quick", 0.5, 1, tmp_path / "a.pt", prune_fraction=0)
     with pytest.raises(ValueError, match="out must be a file path, not a directory"):
         create_pruning_pipeline("quick", 0.5, 1, tmp_path)

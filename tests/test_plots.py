@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
 from pruning_utils import plots  # noqa: E402
-from pruning_utils.metrics import SensitivityScan  # noqa: E402
+from pruning_utils.sensitivity import SensitivityScan  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

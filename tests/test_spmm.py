@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from pruning_utils import spmm
-from pruning_utils.metrics import CSRLinear, _to_csr, to_sparse_linear
+from pruning_utils.csr import CSRLinear, _to_csr, to_sparse_linear
 
 HAS_COMPILER = any(shutil.which(c) for c in (os.environ.get("CC", "cc"), "gcc", "clang"))
 needs_native = pytest.mark.skipif(not spmm.available(), reason=f"native CSR kernel {spmm.status()}")

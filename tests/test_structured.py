@@ -7,7 +7,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from pruning_utils.masks import apply_mask
-from pruning_utils.metrics import compare_latency
+from pruning_utils.latency import compare_latency
 from pruning_utils.models import MLP, SmallCNN, cifar_resnet
 from pruning_utils.structured import (
     ChannelGroup,
