@@ -9,6 +9,8 @@ and says what is allowed. A new helper looks here first instead of writing its o
 | amount of weights to prune | a real number in [0, 1) (1.0 would remove every weight) | :func:`check_fraction` |
 | weight in a mix (alpha) | a real number in [0, 1] | :func:`check_unit` |
 | share of something that must not be empty | a real number in (0, 1] | :func:`check_share` |
+| percent (the tutorial's ``percentile``) | a real number in [0, 100]; (0, 1) refused as a likely fraction | :func:`check_percent` |
+| any finite number (a threshold) | a finite real number | :func:`check_real` |
 | rate, temperature, time | a finite real number > 0 | :func:`check_positive` |
 | count, epoch, size | an int (not a bool) >= minimum | :func:`check_int` |
 | training step | an int (not a bool), any sign | :func:`check_step` |
@@ -35,7 +37,9 @@ __all__ = [
     "check_int",
     "check_module",
     "check_numbers",
+    "check_percent",
     "check_positive",
+    "check_real",
     "check_scope",
     "check_share",
     "check_step",
@@ -66,6 +70,26 @@ def check_fraction(value, name: str) -> float:
         if 1.0 < value <= 100.0:
             hint = f" (a fraction, not a percent: {value:g}% is {value / 100:g})"
         raise ValueError(f"{name} must be in [0, 1){hint}; got {value!r}")
+    return value
+
+
+def check_percent(value, name: str) -> float:
+    """A percent in [0, 100] (90 means 90%). A value strictly between 0 and 1 is refused: it is almost
+    always a fraction passed where a percent is expected (0.9 for 90%)."""
+    value = _real(value, name, "a percent in [0, 100]")
+    if not 0.0 <= value <= 100.0:
+        raise ValueError(f"{name} must be a percent in [0, 100]; got {value!r}")
+    if 0.0 < value < 1.0:
+        raise ValueError(f"{name} is a percent in [0, 100] (90 means 90%); got {value!r}, which looks like a "
+                         f"fraction: pass {100 * value:g} for {100 * value:g}%")
+    return value
+
+
+def check_real(value, name: str) -> float:
+    """A finite real number."""
+    value = _real(value, name, "a finite number")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number; got {value!r}")
     return value
 
 

@@ -8,7 +8,20 @@ called after ``optimizer.step()``. The ``original`` parameter is the layer's old
 optimizer built before pruning keeps working, and ``copy.deepcopy`` works on a masked model
 (``torch.nn.utils.prune`` breaks it).
 
-Masks only ever add zeros: masking a masked layer multiplies the masks.
+The rules this module keeps:
+
+* Masks are values. :func:`apply_mask` copies the mask it is given (two layers given one tensor never
+  share a buffer) and accepts only finite 0/1 values; :func:`get_mask` returns a copy, so a later prune
+  never changes a mask a caller holds.
+* Nothing is written into the stored weight before :func:`make_permanent`: the hidden ``original``
+  keeps its values (the forward pass multiplies them away). On top of an existing parametrization ``P``
+  the weight is ``P(original) * mask``, exactly.
+* Masks only ever add zeros: masking a masked layer multiplies the masks.
+* A weight shared between modules (tied embedding and head, weights assigned to two layers) would be
+  masked in one module and not in the other: :func:`prunable_layers` and :func:`magnitude_prune` refuse
+  it, naming both modules. A module used twice in a model is one layer, pruned once.
+* ``pickle`` / ``torch.save(model)`` of a masked model raise :class:`MaskSerializationError`, which says
+  to save ``model.state_dict()`` (masks included) or to call :func:`make_permanent` first.
 """
 
 from __future__ import annotations
@@ -21,13 +34,14 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .checks import check_fraction, check_scope
+from .checks import check_fraction, check_int, check_module, check_scope
 
 __all__ = [
     "PRUNABLE_TYPES",
+    "MaskSerializationError",
     "WeightMask",
     "apply_mask",
-    "check_fraction",
+    "check_layers",
     "enforce_masks",
     "get_mask",
     "is_masked",
@@ -44,6 +58,10 @@ __all__ = [
 PRUNABLE_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
 
+class MaskSerializationError(RuntimeError):
+    """A masked model was pickled (``pickle``, ``torch.save(model)``): only its state_dict can be saved."""
+
+
 class WeightMask(nn.Module):
     """Parametrization ``weight = original * mask``; the mask is a buffer saved in the state dict."""
 
@@ -53,6 +71,14 @@ class WeightMask(nn.Module):
 
     def forward(self, original: torch.Tensor) -> torch.Tensor:
         return original * self.mask
+
+
+def _refuse_pickle(self):
+    raise MaskSerializationError(
+        f"a masked {type(self).__name__} cannot be pickled (pickle / torch.save(model)): save "
+        "model.state_dict() instead (it holds the masks; load it into a model masked the same way, e.g. with "
+        "apply_mask), or call pruning_utils.make_permanent(model) first to fold the masks into plain weights"
+    )
 
 
 def _mask_module(module: nn.Module) -> WeightMask | None:
@@ -66,21 +92,70 @@ def _mask_module(module: nn.Module) -> WeightMask | None:
 
 def is_masked(module: nn.Module) -> bool:
     """True when ``module.weight`` is under a course mask."""
-    return _mask_module(module) is not None
+    return _mask_module(check_module(module, "module")) is not None
 
 
-def get_mask(module: nn.Module) -> torch.Tensor | None:
-    """The layer's current mask (1 keeps, 0 prunes), or None when it has none."""
+def _mask_buffer(module: nn.Module) -> torch.Tensor | None:
+    """The layer's mask buffer itself (internal reads only: callers get copies from :func:`get_mask`)."""
     m = _mask_module(module)
     return None if m is None else m.mask
 
 
+def get_mask(module: nn.Module) -> torch.Tensor | None:
+    """A copy of the layer's current mask (1 keeps, 0 prunes), or None when it has none.
+
+    A copy: pruning the layer further never changes a mask already returned.
+    """
+    mask = _mask_buffer(check_module(module, "module"))
+    return None if mask is None else mask.detach().clone()
+
+
+def _torch_pruned(module: nn.Module) -> bool:
+    """True when ``torch.nn.utils.prune`` has reparametrized ``module.weight`` (``weight_orig`` + a hook)."""
+    from torch.nn.utils import prune
+
+    return "weight_orig" in module._parameters or any(
+        isinstance(h, prune.BasePruningMethod) for h in module._forward_pre_hooks.values())
+
+
+def _check_prunable(module, name: str = "module") -> torch.Tensor:
+    """The module's weight, if the course's masks can go on it; else a clear error naming the layer."""
+    check_module(module, name)
+    if _torch_pruned(module):
+        raise ValueError(f"{name} ({type(module).__name__}) is pruned with torch.nn.utils.prune (it has weight_orig); "
+                         "call torch.nn.utils.prune.remove(module, 'weight') first, then use the course's pruners")
+    weight = getattr(module, "weight", None)
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"{name} ({type(module).__name__}) has no weight tensor to prune")
+    if not weight.is_floating_point():
+        raise TypeError(f"{name}.weight must be floating point to be pruned; got {weight.dtype}")
+    if weight.device.type == "meta":
+        raise ValueError(f"{name}.weight is on the meta device: it has no values to rank (load or initialise the "
+                         "weights first, e.g. module.to_empty(device='cpu') and a state_dict)")
+    return weight
+
+
+def _check_mask_values(mask, shape, name: str = "mask") -> torch.Tensor:
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of 0/1 (or bool) values; got {type(mask).__name__}")
+    if tuple(mask.shape) != tuple(shape):
+        raise ValueError(f"{name} shape {tuple(mask.shape)} does not match weight shape {tuple(shape)}")
+    if mask.is_complex():
+        raise TypeError(f"{name} must hold 0/1 (or bool) values; got complex dtype {mask.dtype}")
+    if mask.dtype != torch.bool and mask.numel() and not bool(((mask == 0) | (mask == 1)).all()):
+        bad = mask[(mask != 0) & (mask != 1)].reshape(-1)[:3].tolist()
+        raise ValueError(f"{name} must hold only 0 and 1 (1 keeps, 0 prunes), finite; found values such as {bad}")
+    return mask
+
+
 def apply_mask(module: nn.Module, mask: torch.Tensor) -> torch.Tensor:
-    """Mask ``module.weight`` with ``mask`` (True/1 keeps); combine with an existing mask. Return the mask."""
-    weight = module.weight
-    if tuple(mask.shape) != tuple(weight.shape):
-        raise ValueError(f"mask shape {tuple(mask.shape)} does not match weight shape {tuple(weight.shape)}")
-    mask = mask.detach().to(device=weight.device, dtype=weight.dtype)
+    """Mask ``module.weight`` with ``mask`` (True/1 keeps); combine with an existing mask. Return a copy of the mask.
+
+    ``mask`` is copied (bool, or floats/ints that are exactly 0 or 1); the stored weight is not written.
+    """
+    weight = _check_prunable(module)
+    mask = _check_mask_values(mask, weight.shape)
+    mask = mask.detach().to(device=weight.device, dtype=weight.dtype, copy=True)
     existing = _mask_module(module)
     if existing is None:
         # ``original * mask`` keeps the weight's shape and dtype (checked just above), so the
@@ -90,22 +165,27 @@ def apply_mask(module: nn.Module, mask: torch.Tensor) -> torch.Tensor:
         was_unsafe = parametrize.is_parametrized(module, "weight") and module.parametrizations["weight"].unsafe
         parametrize.register_parametrization(module, "weight", WeightMask(mask), unsafe=True)
         module.parametrizations["weight"].unsafe = was_unsafe
+        type(module).__getstate__ = _refuse_pickle  # torch's class for this module alone; its message names neither fix
     else:
-        existing.mask.mul_(mask)
-    enforce_masks(module)
+        with torch.no_grad():
+            existing.mask.mul_(mask)
     return get_mask(module)
 
 
 @torch.no_grad()
 def enforce_masks(model: nn.Module) -> None:
-    """Zero the hidden ``original`` entries under every mask in ``model`` (idempotent).
+    """Zero the hidden ``original`` entries under every mask in ``model`` (idempotent), on request only.
 
-    Not needed for correctness (the forward already multiplies by the mask); it keeps the stored
-    values clean, e.g. before reading ``parametrizations.weight.original`` directly.
+    Not needed for correctness (the forward already multiplies by the mask), and the course's helpers
+    never call it: it writes into the stored weight, which may be shared. It only makes sense when a
+    layer's mask is its only parametrization (``original`` is then what the mask multiplies).
     """
-    for module in model.modules():
+    for module in check_module(model).modules():
         m = _mask_module(module)
         if m is not None:
+            if len(module.parametrizations["weight"]) != 1:
+                raise ValueError(f"{type(module).__name__} has another parametrization under its mask; "
+                                 "zeroing its original would not zero its weight")
             module.parametrizations["weight"].original.mul_(m.mask)
 
 
@@ -125,12 +205,13 @@ def _own_class(module: nn.Module) -> None:
 def make_permanent(model: nn.Module) -> int:
     """Fold every mask into a plain ``weight`` parameter (zeros stay). Return how many layers changed.
 
-    Copies of the model (``copy.deepcopy``) keep their masks.
+    The weight keeps the value the forward pass saw: on top of another parametrization ``P`` it becomes
+    the plain ``P(original) * mask`` (``P`` is folded in too). Copies of the model (``copy.deepcopy``)
+    keep their masks.
     """
     count = 0
-    for module in list(model.modules()):  # a list: removing a parametrization changes the tree
+    for module in list(check_module(model).modules()):  # a list: removing a parametrization changes the tree
         if is_masked(module):
-            enforce_masks(module)
             _own_class(module)
             parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
             count += 1
@@ -153,6 +234,57 @@ def _as_selectors(value, arg: str) -> list:
     return value
 
 
+def _stored_weights(module: nn.Module):
+    """``(parameter name, stored tensor)`` for the parameters ``module`` holds itself (a masked weight's
+    ``original`` included)."""
+    for pname, tensor in module._parameters.items():
+        if tensor is not None:
+            yield pname, tensor
+    if parametrize.is_parametrized(module):
+        for pname, plist in module.parametrizations.items():
+            original = getattr(plist, "original", None)
+            if isinstance(original, torch.Tensor):
+                yield pname, original
+
+
+def _storage_key(tensor: torch.Tensor):
+    if tensor.device.type == "meta" or tensor.numel() == 0:
+        return None
+    return tensor.device, tensor.untyped_storage().data_ptr()
+
+
+def _owners(model: nn.Module) -> dict:
+    """``{storage: [(module name, parameter name, module), ...]}`` over the whole model."""
+    owners: dict = {}
+    for name, module in model.named_modules():
+        if "parametrizations" in name.split("."):
+            continue
+        for pname, tensor in _stored_weights(module):
+            key = _storage_key(tensor)
+            if key is not None:
+                owners.setdefault(key, []).append((name, pname, module))
+    return owners
+
+
+def _shared_error(first: str, second: str) -> ValueError:
+    return ValueError(
+        f"layer {first} shares its weight with {second}: a mask on one would leave the other dense. "
+        "Untie them first (e.g. layer.weight = nn.Parameter(layer.weight.detach().clone())) or exclude the layer"
+    )
+
+
+def _check_not_shared(model: nn.Module, layers) -> None:
+    """Refuse a selected layer whose weight storage another module of ``model`` also holds."""
+    owners = _owners(model)
+    for name, module in layers:
+        key = _storage_key(module.parametrizations["weight"].original if parametrize.is_parametrized(module, "weight")
+                           else module.weight)
+        for other, pname, other_module in owners.get(key, []):
+            if other_module is not module or pname != "weight":
+                raise _shared_error(f"{name!r} ({type(module).__name__})",
+                                    f"{other!r}.{pname} ({type(other_module).__name__})")
+
+
 def prunable_layers(
     model: nn.Module,
     include: Iterable | str | type | None = None,
@@ -161,15 +293,22 @@ def prunable_layers(
     skip_first: bool = False,
     skip_last: bool = False,
     types: tuple[type, ...] = PRUNABLE_TYPES,
+    allow_shared: bool = False,
 ) -> list[tuple[str, nn.Module]]:
     """The ``(name, module)`` pairs whose weights the pruners may touch, in model order.
 
     ``include``/``exclude`` take layer names (as in ``model.named_modules()``) or layer types;
     ``skip_first``/``skip_last`` leave the input and output layers dense (they are the most sensitive).
-    A name that is not a prunable layer of the model raises ``ValueError``; so does an empty result.
+    A name that is not a prunable layer of the model raises ``ValueError``; so does an empty result, and
+    so does a selected layer whose weight another module shares (tied weights), unless ``allow_shared``
+    (for counting only: a mask on a shared weight would reach one of its users).
+    A module used at two places of the model is one layer.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+    check_module(model)
+    if isinstance(types, type):
+        types = (types,)
+    if not isinstance(types, tuple) or not types or not all(isinstance(t, type) for t in types):
+        raise TypeError(f"types must be a tuple of module classes; got {types!r}")
     inc, exc = _as_selectors(include, "include"), _as_selectors(exclude, "exclude")
     candidates = [(n, m) for n, m in model.named_modules() if isinstance(m, types)]
     names = {n for n, _ in candidates}
@@ -187,6 +326,44 @@ def prunable_layers(
             f"model has no prunable layer ({', '.join(t.__name__ for t in types)}) left "
             f"after include={include!r}, exclude={exclude!r}, skip_first={skip_first}, skip_last={skip_last}"
         )
+    for name, module in layers:
+        _check_prunable(module, name)
+    if not allow_shared:
+        _check_not_shared(model, layers)
+    return layers
+
+
+def check_layers(layers, *, finite: bool = False) -> list[tuple[str, nn.Module]]:
+    """The one rule for a ``layers`` argument: ``(name, module)`` pairs with a prunable weight.
+
+    ``layers`` is read once (an iterator or generator is fine) and returned as a list. Refused, naming
+    the item: a non-pair, a name that is not a str, a module without a floating-point weight, the same
+    module twice, two layers sharing one weight, an empty list, and with ``finite`` NaN/inf weights.
+    """
+    if isinstance(layers, (str, bytes, nn.Module)) or not isinstance(layers, Iterable):
+        raise TypeError("layers must be a list of (name, module) pairs, e.g. prunable_layers(model); "
+                        f"got {type(layers).__name__}")
+    layers = list(layers)
+    if not layers:
+        raise ValueError("layers is empty: pass (name, module) pairs, e.g. prunable_layers(model)")
+    seen: dict = {}
+    for i, item in enumerate(layers):
+        if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)):
+            raise TypeError(f"layers[{i}] must be a (name, module) pair, e.g. from prunable_layers(model); got {item!r}"[:300])
+        name, module = item
+        weight = _check_prunable(module, f"layers[{i}] {name!r}")
+        if finite and weight.numel() and not bool(torch.isfinite(weight.detach()).all()):
+            raise ValueError(f"layer {name!r} has NaN or inf weights; magnitudes cannot rank them "
+                             "(fix the training run, or load finite weights, before pruning)")
+        stored = module.parametrizations["weight"].original if parametrize.is_parametrized(module, "weight") else weight
+        for key, what in ((id(module), "module"), (_storage_key(stored), "weight")):
+            if key is None:
+                continue
+            if key in seen:
+                if what == "module":
+                    raise ValueError(f"layers lists the same module twice: {seen[key]!r} and {name!r}")
+                raise _shared_error(f"{name!r}", f"{seen[key]!r}")
+            seen[key] = name
     return layers
 
 
@@ -243,10 +420,17 @@ def smallest_k(scores: torch.Tensor, k: int) -> torch.Tensor:
     Ties at the cut-off are broken by position (first ones first), so the count is exact even when
     many scores are equal. Runs in linear time (``kthvalue``, see :func:`_kth_smallest`), without sorting.
     """
-    flat = scores.reshape(-1)
+    if not isinstance(scores, torch.Tensor):
+        raise TypeError(f"scores must be a torch.Tensor; got {type(scores).__name__}")
+    if scores.is_complex() or scores.dtype == torch.bool:
+        raise TypeError(f"scores must be real numbers (float or int); got dtype {scores.dtype}")
+    flat = scores.detach().reshape(-1)
     n = flat.numel()
-    if not 0 <= k <= n:
-        raise ValueError(f"k must be in [0, {n}]; got {k}")
+    k = check_int(k, "k", 0)
+    if k > n:
+        raise ValueError(f"k must be in [0, {n}] (the number of scores); got {k}")
+    if flat.is_floating_point() and bool(torch.isnan(flat).any()):
+        raise ValueError("scores holds NaN values, which have no rank")
     chosen = torch.zeros(n, dtype=torch.bool, device=flat.device)
     if k == 0:
         return chosen.view_as(scores)
@@ -266,29 +450,35 @@ def _zero_count(module: nn.Module) -> tuple[int, int]:
     return int((w == 0).sum()), w.numel()
 
 
+def _measured_layers(model: nn.Module, layers, select: dict) -> list:
+    if layers is None:
+        return prunable_layers(model, allow_shared=True, **select)
+    if select:
+        raise TypeError(f"pass either layers or selection arguments {sorted(select)}, not both")
+    return check_layers(layers)
+
+
 @torch.no_grad()
 def sparsity(model: nn.Module, layers=None, **select) -> float:
     """Fraction of prunable weights that are exactly zero (masked or permanent alike).
 
     ``layers``: a list of ``(name, module)`` pairs; by default :func:`prunable_layers` with ``select``.
     """
-    layers = prunable_layers(model, **select) if layers is None else layers
     zeros = total = 0
-    for _, module in layers:
+    for _, module in _measured_layers(model, layers, select):
         z, n = _zero_count(module)
         zeros += z
         total += n
-    return zeros / total
+    return zeros / total if total else 0.0
 
 
 @torch.no_grad()
 def layer_sparsities(model: nn.Module, layers=None, **select) -> dict[str, float]:
     """``{layer name: fraction of its weights that are zero}`` for the prunable layers."""
-    layers = prunable_layers(model, **select) if layers is None else layers
     out = {}
-    for name, module in layers:
+    for name, module in _measured_layers(model, layers, select):
         z, n = _zero_count(module)
-        out[name] = z / n
+        out[name] = z / n if n else 0.0
     return out
 
 
@@ -299,13 +489,13 @@ def layer_sparsities(model: nn.Module, layers=None, **select) -> dict[str, float
 
 def magnitude_scores(module: nn.Module) -> torch.Tensor:
     """|w|, with already-masked entries at -1 so they rank below every live weight (even a live zero)."""
-    w = module.weight.detach().abs()
-    mask = get_mask(module)
+    w = _check_prunable(module).detach().abs()
+    mask = _mask_buffer(module)
     return w if mask is None else torch.where(mask.bool(), w, torch.full_like(w, -1.0))
 
 
 def _n_masked(module: nn.Module) -> int:
-    mask = get_mask(module)
+    mask = _mask_buffer(module)
     return 0 if mask is None else int((mask == 0).sum())
 
 
@@ -318,6 +508,10 @@ def _keep_masks(layers, target_sparsity: float) -> tuple[list[torch.Tensor], flo
     cut are looked up by position. Returns the masks and the largest pruned magnitude.
     """
     weights = [m.weight.detach() for _, m in layers]
+    devices = {w.device for w in weights}
+    if len(devices) > 1:
+        raise ValueError(f"layers are on several devices {sorted(map(str, devices))}; a global ranking needs "
+                         "one (move the model with model.to(device), or use scope='layer')")
     offsets = [0]
     for w in weights:
         offsets.append(offsets[-1] + w.numel())
@@ -326,8 +520,8 @@ def _keep_masks(layers, target_sparsity: float) -> tuple[list[torch.Tensor], flo
                        device=weights[0].device)
     already = 0
     for (_, module), w, start, end in zip(layers, weights, offsets, offsets[1:]):
-        torch.abs(w.reshape(-1), out=flat[start:end])
-        mask = get_mask(module)
+        flat[start:end].copy_(w.reshape(-1)).abs_()  # copy_ converts: layers may mix fp16/bf16/fp32
+        mask = _mask_buffer(module)
         if mask is not None:  # as in magnitude_scores: masked entries score -1
             dead = mask.reshape(-1) == 0
             flat[start:end].masked_fill_(dead, -1.0)
@@ -338,7 +532,7 @@ def _keep_masks(layers, target_sparsity: float) -> tuple[list[torch.Tensor], flo
         return [torch.full_like(w, float(k == 0)) for w in weights], max(threshold, 0.0)
     cut, below, ties = _kth_smallest(flat, k)
     # keep = not among the k smallest: not below the cut, less the first entries tied at the cut
-    keeps = [torch.logical_not(flat[a:b] < cut, out=torch.empty_like(w).view(-1)).view_as(w)
+    keeps = [torch.logical_not(flat[a:b] < cut).view(w.shape)
              for w, a, b in zip(weights, offsets, offsets[1:])]
     need = k - below
     if need:
@@ -361,6 +555,7 @@ def magnitude_prune(layers, target_sparsity: float, scope: str = "global") -> fl
     """
     target_sparsity = check_fraction(target_sparsity, "target_sparsity")
     check_scope(scope)
+    layers = check_layers(layers, finite=True)
     groups = [layers] if scope == "global" else [[item] for item in layers]
     threshold, planned = 0.0, []
     for group in groups:
@@ -372,22 +567,56 @@ def magnitude_prune(layers, target_sparsity: float, scope: str = "global") -> fl
     return threshold
 
 
-@torch.no_grad()
-def load_weights_keep_masks(model: nn.Module, state_dict: dict) -> None:
-    """Copy a dense ``state_dict`` (plain ``conv1.weight`` names) into a model, masks kept and applied.
-
-    Used by weight rewinding: survivors get the saved values, pruned weights stay zero.
-    """
+def _plain_tensors(model: nn.Module) -> dict:
+    """``{plain name: stored tensor}``: parameters (a masked weight as its ``original``) and persistent buffers."""
     own = {}
     for name, module in model.named_modules():
+        if "parametrizations" in name.split("."):
+            continue
         prefix = f"{name}." if name else ""
-        if is_masked(module):
-            own[f"{prefix}weight"] = module.parametrizations["weight"].original
-        for key, tensor in list(module.named_parameters(recurse=False)) + list(module.named_buffers(recurse=False)):
-            own.setdefault(f"{prefix}{key}", tensor)
-    missing = sorted(set(state_dict) - set(own))
-    if missing:
-        raise ValueError(f"state_dict has entries the model lacks: {missing[:5]}")
+        for pname, tensor in _stored_weights(module):
+            if parametrize.is_parametrized(module, pname) and (
+                    len(module.parametrizations[pname]) != 1 or _mask_module(module) is None or pname != "weight"):
+                raise ValueError(f"{prefix}{pname} has a parametrization other than the course's mask; its stored "
+                                 "original cannot be set from a plain weight")
+            own[f"{prefix}{pname}"] = tensor
+        for bname, b in module.named_buffers(recurse=False):
+            if b is not None and bname not in module._non_persistent_buffers_set:
+                own[f"{prefix}{bname}"] = b
+    return own
+
+
+@torch.no_grad()
+def load_weights_keep_masks(model: nn.Module, state_dict: dict) -> None:
+    """Copy a dense ``state_dict`` (plain ``conv1.weight`` names) into a model; its masks stay as they are.
+
+    Used by weight rewinding: survivors get the saved values, pruned weights stay zero (the mask still
+    multiplies them). The dict must name exactly the model's parameters and buffers, each with the
+    model's shape (nothing is broadcast); mask entries are refused (masks are never replaced here).
+    Nothing is copied unless every entry fits.
+    """
+    check_module(model)
+    if not isinstance(state_dict, dict):
+        raise TypeError(f"state_dict must be a dict of tensors; got {type(state_dict).__name__}")
+    if not state_dict:
+        raise ValueError("state_dict is empty")
+    masks = sorted(k for k in state_dict if isinstance(k, str) and "parametrizations" in k.split("."))
+    if masks:
+        raise ValueError(f"state_dict holds mask/parametrization entries {masks[:3]}: load_weights_keep_masks keeps "
+                         "the model's masks; pass plain names (pruning_utils.plain_state_dict) or use "
+                         "model.load_state_dict to replace masks too")
+    own = _plain_tensors(model)
+    extra, missing = sorted(set(state_dict) - set(own), key=str), sorted(set(own) - set(state_dict))
+    if extra or missing:
+        raise ValueError(f"state_dict does not match the model: entries the model lacks {extra[:5]}, "
+                         f"model entries it lacks {missing[:5]}")
+    for key, value in state_dict.items():
+        target = own[key]
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"state_dict[{key!r}] must be a tensor; got {type(value).__name__}")
+        if tuple(value.shape) != tuple(target.shape):
+            raise ValueError(f"state_dict[{key!r}] has shape {tuple(value.shape)}, the model's is {tuple(target.shape)}")
+        if value.dtype != target.dtype and not (value.is_floating_point() and target.is_floating_point()):
+            raise TypeError(f"state_dict[{key!r}] has dtype {value.dtype}, the model's is {target.dtype}")
     for key, value in state_dict.items():
         own[key].copy_(value)
-    enforce_masks(model)

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from .checks import check_module
 from .masks import PRUNABLE_TYPES
 
 __all__ = ["count_parameters", "plain_state_dict"]
@@ -51,28 +52,34 @@ def _effective_parameters(module: nn.Module):
 
 
 def _logical_parameters(model: nn.Module):
-    """``(module, name, tensor)`` for every parameter of the model as the forward pass sees it, once."""
-    seen = set()
+    """``(modules, name, tensor)`` for every parameter of the model as the forward pass sees it, once.
+
+    A parameter shared by several modules (tied weights) comes once, with every module that holds it
+    under the same name, so a caller can tell whether any of them is a prunable layer.
+    """
+    first: dict[int, tuple[list, str, torch.Tensor]] = {}
     for name, module in model.named_modules():
         if _is_parametrization_path(name):
             continue
         for pname, tensor, stored, _ in _effective_parameters(module):
-            if id(stored) not in seen:
-                seen.add(id(stored))
-                yield module, pname, tensor
+            if id(stored) not in first:
+                first[id(stored)] = ([module], pname, tensor)
+            elif first[id(stored)][1] == pname:
+                first[id(stored)][0].append(module)
+    yield from first.values()
 
 
 @torch.no_grad()
 def count_parameters(model: nn.Module) -> dict:
     """Total and non-zero parameters, for the whole model and for its prunable (Conv/Linear) weights."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+    check_module(model)
     total = non_zero = prunable = prunable_non_zero = 0
-    for module, pname, tensor in _logical_parameters(model):
+    for modules, pname, tensor in _logical_parameters(model):
         n, nz = tensor.numel(), int(torch.count_nonzero(tensor))
         total += n
         non_zero += nz
-        if pname == "weight" and isinstance(module, PRUNABLE_TYPES):  # not biases, not BatchNorm
+        # not biases, not BatchNorm; a weight tied between an Embedding and a Linear head counts as prunable
+        if pname == "weight" and any(isinstance(m, PRUNABLE_TYPES) for m in modules):
             prunable += n
             prunable_non_zero += nz
     return {"total_params": total, "non_zero_params": non_zero,

@@ -6,15 +6,12 @@ masking mechanism, so pruned weights stay zero through any later training.
 
 from __future__ import annotations
 
-import numbers
-
 import torch
 from torch import nn
 
+from .checks import check_fraction, check_percent, check_real, check_tensor
 from .masks import (
     apply_mask,
-    check_fraction,
-    enforce_masks,
     get_mask,
     layer_sparsities,
     magnitude_prune,
@@ -107,19 +104,22 @@ class ThresholdPruner:
     def compute_threshold(weights: torch.Tensor, percentile: float) -> float:
         """Magnitude below which ``percentile`` percent of ``weights`` lie (the k-th smallest |w|).
 
+        ``percentile`` is a percent in [0, 100] (90 for 90%), as in the tutorial this API comes from; a
+        value strictly between 0 and 1 is refused, since it is almost always a fraction meant as a percent.
         Uses ``kthvalue`` (linear time, no size limit) instead of ``torch.quantile``.
         """
-        if isinstance(percentile, bool) or not isinstance(percentile, numbers.Real) or not 0 <= percentile <= 100:
-            raise ValueError(f"percentile must be a number in [0, 100]; got {percentile!r}")
-        flat = weights.detach().abs().reshape(-1)
-        if flat.numel() == 0:
-            raise ValueError("weights is empty")
+        percentile = check_percent(percentile, "percentile")
+        flat = check_tensor(weights, "weights", floating=True, finite=True, nonempty=True).detach().abs().reshape(-1)
         k = round(percentile / 100 * flat.numel())
         return 0.0 if k == 0 else float(torch.kthvalue(flat.cpu(), k).values)
 
     @staticmethod
     def create_mask(weights: torch.Tensor, threshold: float) -> torch.Tensor:
         """Keep-mask (1.0 keeps) of the weights whose magnitude is strictly above ``threshold``."""
+        check_tensor(weights, "weights", floating=True)
+        if isinstance(threshold, torch.Tensor) and threshold.numel() == 1:
+            threshold = threshold.item()
+        threshold = check_real(threshold, "threshold")
         return (weights.detach().abs() > threshold).to(weights.dtype)
 
     def apply_global_pruning(self, target_sparsity: float) -> float:
@@ -133,12 +133,15 @@ class ThresholdPruner:
         return threshold
 
     def apply_masks_during_training(self) -> None:
-        """Re-apply the masks (idempotent). Kept for the tutorial's API: the masks already hold by themselves."""
+        """Re-apply the masks (idempotent). Kept for the tutorial's API: the masks already hold by themselves.
+
+        Only a layer that lost its mask (made permanent, then trained) gets it back; the stored weights
+        are not written.
+        """
         for name, module in self.layers:
             if name in self.masks:
                 if get_mask(module) is None:  # e.g. the model was made permanent and then trained
                     apply_mask(module, self.masks[name])
-                enforce_masks(module)
 
     def layer_sparsities(self) -> dict[str, float]:
         """``{layer: fraction zero}`` for the layers this pruner manages."""
