@@ -33,7 +33,9 @@ from .config import (
 from .data import DATASETS, DatasetNotAvailableError, Loaders, download_dataset, get_loaders
 from .checks import check_fraction, check_int
 from .masks import (
+    MaskSerializationError,
     apply_mask,
+    check_layers,
     enforce_masks,
     get_mask,
     is_masked,
@@ -95,6 +97,7 @@ __all__ = [
     "Callback",
     "check_fraction",
     "check_int",
+    "check_layers",
     "checkpoint_sizes",
     "CheckpointError",
     "cifar_resnet",
@@ -131,6 +134,7 @@ __all__ = [
     "load_pruned_model",
     "load_sparse",
     "load_weights_keep_masks",
+    "MaskSerializationError",
     "Loaders",
     "lr_schedule",
     "LRRewindPruner",

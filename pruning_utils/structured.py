@@ -497,6 +497,39 @@ def structure_report(original: nn.Module, pruned: nn.Module, input_size=None) ->
 # ---------------------------------------------------------------------------------------------
 
 
+def _input_channels(layer: nn.Module, in_channels) -> int | None:
+    if isinstance(layer, _NORM):
+        return layer.num_features
+    if isinstance(layer, _CONV):
+        return layer.in_channels
+    if isinstance(layer, nn.Linear):
+        if in_channels is None:
+            return layer.in_features
+        check_int(in_channels, "in_channels", 1)
+        if layer.in_features % in_channels:
+            raise ValueError(f"in_channels={in_channels!r} does not divide the layer's {layer.in_features} inputs")
+        return in_channels
+    return None
+
+
+def _check_keep(keep_indices, channels: int | None) -> torch.Tensor:
+    """``keep_indices`` as a long tensor: distinct ints in [0, channels), at least one."""
+    try:
+        keep = torch.as_tensor(keep_indices)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise TypeError(f"keep_indices must be a 1-D list or tensor of channel indices; got {keep_indices!r}"[:200]) from exc
+    if keep.dim() != 1 or keep.numel() == 0 or keep.is_floating_point() or keep.is_complex() or keep.dtype == torch.bool:
+        raise TypeError(f"keep_indices must be a non-empty 1-D list or tensor of int channel indices; got dtype "
+                        f"{keep.dtype}, shape {tuple(keep.shape)}")
+    keep = keep.long().cpu()
+    if channels is not None and (int(keep.min()) < 0 or int(keep.max()) >= channels):
+        raise ValueError(f"keep_indices must lie in [0, {channels}) (the layer's input channels); "
+                         f"got {int(keep.min())}..{int(keep.max())}")
+    if keep.unique().numel() != keep.numel():
+        raise ValueError("keep_indices has repeated channels")
+    return keep
+
+
 class StructuredPruner:
     """Remove the least important filters of every prunable layer of ``model`` (see the module docstring).
 
@@ -540,7 +573,8 @@ class StructuredPruner:
                 return self.model.get_submodule(g.norms[0])
         return None
 
-    def compute_filter_importance(self, conv: nn.Module, bn: nn.Module | None = None) -> torch.Tensor:
+    def compute_filter_importance(self, conv: nn.Module, bn: nn.Module | None = None, *,
+                                  name: str | None = None) -> torch.Tensor:
         """One score per output channel of ``conv`` (a Conv or Linear layer) by the chosen criterion."""
         if bn is None and self.importance is bn_scale_importance:
             bn = self._norm_of(conv)
@@ -549,12 +583,16 @@ class StructuredPruner:
         if not isinstance(scores, torch.Tensor) or scores.shape != (out,):
             raise ValueError(f"importance must return one score per output channel, shape ({out},); "
                              f"got {getattr(scores, 'shape', type(scores).__name__)}")
+        if scores.is_complex() or not bool(torch.isfinite(scores.detach().float()).all()):
+            raise ValueError(f"the importance scores of layer {name or self._name_of(conv)!r} are not all finite real numbers "
+                             "(NaN or inf weights?); channels cannot be ranked")
         return scores
 
-    def select_channels(self, conv: nn.Module, bn: nn.Module | None, prune_ratio: float) -> torch.Tensor:
+    def select_channels(self, conv: nn.Module, bn: nn.Module | None, prune_ratio: float, *,
+                        name: str | None = None) -> torch.Tensor:
         """Indices (ascending) of the output channels of ``conv`` that survive ``prune_ratio``."""
         keep = channels_to_keep(conv.weight.shape[0], prune_ratio, self.round_to)
-        return _top(self.compute_filter_importance(conv, bn), keep)
+        return _top(self.compute_filter_importance(conv, bn, name=name), keep)
 
     def prune_conv_layer(self, conv: nn.Module, bn: nn.Module | None, prune_ratio: float):
         """Drop the least important filters of ``conv`` (and the same channels of ``bn``).
@@ -576,7 +614,7 @@ class StructuredPruner:
         For a Linear layer after Flatten pass ``in_channels`` (the channel count before pruning): each
         channel owns ``in_features // in_channels`` consecutive input columns.
         """
-        keep = torch.as_tensor(keep_indices, dtype=torch.long).cpu()
+        keep = _check_keep(keep_indices, _input_channels(next_layer, in_channels))
         if isinstance(next_layer, _NORM):
             return _rebuild_norm(next_layer, keep)
         if isinstance(next_layer, _CONV):
@@ -608,7 +646,7 @@ class StructuredPruner:
         for g in self.groups:
             producer = pruned.get_submodule(g.producer)
             bn = pruned.get_submodule(g.norms[0]) if g.norms else None
-            keep = self.select_channels(producer, bn, prune_ratio)
+            keep = self.select_channels(producer, bn, prune_ratio, name=g.producer)
             out_idx[g.producer] = keep
             norm_idx.update({n: keep for n in g.norms})
             in_idx.update({n: _columns(keep, per) for n, per in g.consumers})

@@ -23,7 +23,6 @@ from pruning_utils.masks import (
     sparsity,
 )
 from pruning_utils.models import MLP, SmallCNN
-from pruning_utils.unstructured import ThresholdPruner as _TP
 
 
 def mlp(seed=0):
@@ -70,7 +69,7 @@ def test_get_mask_and_threshold_pruner_masks_do_not_change_after_a_later_prune()
     magnitude_prune(layers, 0.3)
     held = get_mask(layers[0][1])
     before = held.clone()
-    pruner = _TP(model)
+    pruner = ThresholdPruner(model)
     pruner.apply_global_pruning(0.5)
     masks_then = {k: v.clone() for k, v in pruner.masks.items()}
     dict_view = pruner.masks
@@ -403,3 +402,32 @@ def test_load_weights_keep_masks_never_broadcasts():
     state[key] = torch.ones(1)
     with pytest.raises(ValueError, match="has shape"):
         load_weights_keep_masks(model, state)
+
+
+# --- structured pruner inputs ------------------------------------------------------------------------
+
+
+def test_structured_pruner_refuses_nan_weights_naming_the_layer():
+    from pruning_utils import StructuredPruner
+
+    model = cnn()
+    with torch.no_grad():
+        model.conv1.weight[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="'conv1' are not all finite"):
+        StructuredPruner(model).prune(0.5)
+
+
+@pytest.mark.parametrize("keep, error, message", [
+    ([0, 99], ValueError, r"must lie in \[0, 8\)"),
+    ([-1, 2], ValueError, r"must lie in \[0, 8\)"),
+    ([1, 1], ValueError, "repeated"),
+    ([], TypeError, "non-empty"),
+    ([0.5, 1.0], TypeError, "int channel indices"),
+    ("01", TypeError, "keep_indices"),
+])
+def test_adjust_next_layer_refuses_bad_keep_indices(keep, error, message):
+    from pruning_utils import StructuredPruner
+
+    pruner = StructuredPruner(cnn())
+    with pytest.raises(error, match=message):
+        pruner.adjust_next_layer(nn.Conv2d(8, 3, 1), keep)
