@@ -16,6 +16,7 @@ and says what is allowed. A new helper looks here first instead of writing its o
 | training step | an int (not a bool), any sign | :func:`check_step` |
 | one of a few names | a str among the choices | :func:`check_choice` |
 | pruning scope | ``"global"`` or ``"layer"`` | :func:`check_scope` |
+| names (layers, columns) | a str or an iterable of str | :func:`check_names` |
 | a list of numbers | a list/tuple/iterable of numbers, not a str | :func:`check_numbers` |
 | a model | a ``torch.nn.Module`` | :func:`check_module` |
 | a tensor | a ``torch.Tensor``, optionally floating point and finite | :func:`check_tensor` |
@@ -36,6 +37,7 @@ __all__ = [
     "check_fraction",
     "check_int",
     "check_module",
+    "check_names",
     "check_numbers",
     "check_percent",
     "check_positive",
@@ -161,6 +163,21 @@ def check_numbers(values, name: str, check: Callable[[object, str], float], *, a
     if isinstance(values, torch.Tensor):
         values = values.tolist()
     out = [check(v, name) for v in list(values)]
+    if not out and not allow_empty:
+        raise ValueError(f"{name} must not be empty")
+    return out
+
+
+def check_names(values, name: str, *, allow_empty: bool = True) -> list[str]:
+    """One name (a str) or an iterable of names, read once, returned as a list of str."""
+    if isinstance(values, str):
+        return [values]
+    if isinstance(values, bytes) or not isinstance(values, Iterable):
+        raise TypeError(f"{name} must be a name or a list of names; got {values!r} ({type(values).__name__})")
+    out = list(values)
+    for v in out:
+        if not isinstance(v, str):
+            raise TypeError(f"{name} must hold names (str); got {v!r} ({type(v).__name__})")
     if not out and not allow_empty:
         raise ValueError(f"{name} must not be empty")
     return out

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from .checks import check_module
 from .masks import PRUNABLE_TYPES
 from .params import _is_parametrization_path
 
@@ -34,6 +35,7 @@ def default_input_size(model: nn.Module) -> tuple | None:
 
 
 def _resolve_input_size(model: nn.Module, input_size) -> tuple:
+    check_module(model)
     if input_size is None:
         input_size = default_input_size(model) or (1, 3, 224, 224)
     return check_input_size(input_size)
@@ -41,6 +43,7 @@ def _resolve_input_size(model: nn.Module, input_size) -> tuple:
 
 def example_input(model: nn.Module, input_size) -> torch.Tensor:
     """Zeros of ``input_size`` on the model's device and dtype."""
+    check_module(model)
     param = next(model.parameters(), None)
     return torch.zeros(check_input_size(input_size), device=param.device if param is not None else None,
                        dtype=param.dtype if param is not None else None)

@@ -227,6 +227,8 @@ def _as_selectors(value, arg: str) -> list:
         return []
     if isinstance(value, (str, type)):
         value = [value]
+    if not isinstance(value, Iterable):
+        raise TypeError(f"{arg} takes a layer name, a layer type or a list of them; got {value!r}")
     value = list(value)
     for s in value:
         if not isinstance(s, (str, type)):

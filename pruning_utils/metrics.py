@@ -23,6 +23,7 @@ import math
 
 from torch import nn
 
+from .checks import check_int, check_names
 from .flops import _resolve_input_size, sparse_flops
 from .latency import measure_latency
 from .params import _ratio, count_parameters
@@ -52,6 +53,7 @@ def analyze_pruned_model(model: nn.Module, input_size=None, *, latency: bool = T
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
     input_size = _resolve_input_size(model, input_size)
+    check_int(rounds, "rounds", 1)
     counts = count_parameters(model)
     dense_flops, remaining = sparse_flops(model, input_size)
     result = {
@@ -119,6 +121,8 @@ _REPORT_ROWS = [
 
 def format_analysis(result: dict) -> str:
     """A two-column text report of an :func:`analyze_pruned_model` dict."""
+    if not isinstance(result, dict) or not any(key in result for _, key in _REPORT_ROWS):
+        raise TypeError(f"result must be a dict from analyze_pruned_model; got {type(result).__name__}")
     lines = [f"input size {tuple(result['input_size'])}"] if "input_size" in result else []
     rows = [(label, _format_value(key, result[key])) for label, key in _REPORT_ROWS if key in result]
     width = max(len(label) for label, _ in rows)
@@ -143,6 +147,9 @@ def analysis_table(results: dict, columns=DEFAULT_COLUMNS, reference: str | None
     """
     if not isinstance(results, dict) or not results:
         raise ValueError("results must be a non-empty dict {label: analysis dict}")
+    columns = check_names(columns, "columns", allow_empty=False) if not isinstance(columns, str) else None
+    if columns is None:
+        raise TypeError("columns must be a list of column names (a single str would be read letter by letter)")
     if reference is not None and reference not in results:
         raise ValueError(f"reference {reference!r} is not one of the results: {list(results)}")
     rows = {}

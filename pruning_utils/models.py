@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checks import check_int
+from .checks import check_choice, check_int, check_numbers
 
 __all__ = ["SmallCNN", "MLP", "cifar_resnet", "BasicBlock", "CifarResNet", "build_model", "MODELS"]
 
@@ -40,9 +40,7 @@ class SmallCNN(nn.Sequential):
         check_int(in_channels, "in_channels", 1)
         check_int(num_classes, "num_classes", 1)
         check_int(input_size, "input_size", 1)
-        widths = tuple(widths)
-        if not widths or any(not isinstance(w, int) or isinstance(w, bool) or w < 1 for w in widths):
-            raise ValueError(f"widths must be a non-empty sequence of positive ints; got {widths!r}")
+        widths = tuple(check_numbers(widths, "widths", lambda v, n: check_int(v, n, 1)))
         size = input_size
         layers: list[tuple[str, nn.Module]] = []
         prev = in_channels
@@ -80,9 +78,7 @@ class MLP(nn.Sequential):
     def __init__(self, in_features: int = 784, num_classes: int = 10, hidden=(300, 100)):
         check_int(in_features, "in_features", 1)
         check_int(num_classes, "num_classes", 1)
-        hidden = tuple(hidden)
-        if any(not isinstance(h, int) or isinstance(h, bool) or h < 1 for h in hidden):
-            raise ValueError(f"hidden must be a sequence of positive ints; got {hidden!r}")
+        hidden = tuple(check_numbers(hidden, "hidden", lambda v, n: check_int(v, n, 1), allow_empty=True))
         layers: list[tuple[str, nn.Module]] = [("flatten", nn.Flatten())]
         prev = in_features
         for i, width in enumerate(hidden, start=1):
@@ -184,6 +180,5 @@ MODELS = {"small_cnn": SmallCNN, "mlp": MLP, "cifar_resnet": cifar_resnet}
 
 def build_model(name: str, **kwargs) -> nn.Module:
     """Build a model by name (``small_cnn``, ``mlp``, ``cifar_resnet``)."""
-    if name not in MODELS:
-        raise ValueError(f"model must be one of {sorted(MODELS)}; got {name!r}")
+    check_choice(name, "name (the model)", sorted(MODELS))
     return MODELS[name](**kwargs)

@@ -102,7 +102,7 @@ def plain_state_dict(model: nn.Module) -> dict:
     ``weight_orig`` + ``weight_mask``).
     """
     out = {}
-    for name, module in model.named_modules():
+    for name, module in check_module(model).named_modules():
         if _is_parametrization_path(name):
             continue
         prefix = f"{name}." if name else ""

@@ -29,7 +29,7 @@ from torch import nn
 import torch.nn.utils.fusion
 from torch.nn.utils import parametrize
 
-from .checks import check_fraction, check_int
+from .checks import check_fraction, check_int, check_module, check_names, check_tensor
 from .flops import check_input_size, count_flops, default_input_size
 
 __all__ = [
@@ -346,9 +346,8 @@ def find_channel_groups(model: nn.Module, exclude=()) -> list[ChannelGroup]:
     Producers named in ``exclude`` keep all their channels. A Sequential is assumed to run its children
     in order (as ``nn.Sequential`` does); its last producer's channels leave it and are never pruned.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
-    exclude = {exclude} if isinstance(exclude, str) else set(exclude)
+    check_module(model)
+    exclude = set(check_names(exclude, "exclude"))
     names = {n for n, _ in model.named_modules()}
     unknown = sorted(exclude - names)
     if unknown:
@@ -735,6 +734,7 @@ def fold_batchnorm(model: nn.Module, example_input: torch.Tensor | None = None) 
         example_input = torch.randn(size)
     folded = copy.deepcopy(model).eval()
     param = next(folded.parameters(), None)
+    check_tensor(example_input, "example_input", floating=True)
     x = example_input.to(param.device if param is not None else None)
     pairs = _conv_bn_candidates(folded)
     last_output, calls, confirmed, hooks = {}, {}, set(), []
@@ -752,6 +752,8 @@ def fold_batchnorm(model: nn.Module, example_input: torch.Tensor | None = None) 
         hooks += [conv.register_forward_hook(remember), bn.register_forward_pre_hook(check)]
     try:
         reference = folded(x)
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        raise ValueError(f"example_input of shape {tuple(x.shape)} does not fit {type(model).__name__}: {exc}") from exc
     finally:
         for hook in hooks:
             hook.remove()

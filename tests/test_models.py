@@ -60,5 +60,5 @@ def test_cifar_resnet_depth_and_input_checks():
 
 def test_build_model_by_name():
     assert isinstance(build_model("mlp", in_features=64), MLP)
-    with pytest.raises(ValueError, match=r"model must be one of \['cifar_resnet', 'mlp', 'small_cnn'\]; got 'vgg'"):
+    with pytest.raises(ValueError, match=r"name \(the model\) must be one of 'cifar_resnet', 'mlp', 'small_cnn'; got 'vgg'"):
         build_model("vgg")

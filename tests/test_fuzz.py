@@ -1,0 +1,294 @@
+"""Every public name of the package, driven with bad values: a clear error naming the argument, or a result.
+
+Each case calls one public function or method with good arguments except one, which gets a bad value
+(NaN, inf, negative, bool, str, an iterator, a wrong shape or dtype, a wrong type). The call must raise
+``TypeError`` or ``ValueError`` (the package's ``CheckpointError`` and ``DatasetNotAvailableError`` count)
+whose message names the argument; any other exception (a crash: IndexError, RuntimeError from deep inside
+torch, ZeroDivisionError, ...), a silent return, or a hang (> 30 s) fails the case.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+from dataclasses import dataclass, field
+from typing import Callable
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import pruning_utils as pu
+
+NAN, INF = float("nan"), float("inf")
+REAL_BAD = [NAN, INF, -INF, True, "0.5", [0.5], 1 + 1j]
+FRACTION_BAD = REAL_BAD + [-0.1, 1.0, 1.5]
+UNIT_BAD = REAL_BAD + [-0.1, 1.5]
+POSITIVE_BAD = REAL_BAD + [0, -1.0]
+CHOICE_BAD = ["", "nonsense", 3, True]
+MODEL_BAD = [None, "model", 3, torch.zeros(2)]
+TENSOR_BAD = [None, [1.0, 2.0], "x", 3]
+
+
+def int_bad(minimum: int) -> list:
+    return [1.5, NAN, True, "3", [3], minimum - 1]
+
+
+def cnn(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return pu.SmallCNN(widths=(4, 8), input_size=8)
+
+
+def pruned_cnn() -> nn.Module:
+    model = cnn()
+    pu.magnitude_prune(pu.prunable_layers(model), 0.5)
+    return model
+
+
+def loader(n: int = 32) -> DataLoader:
+    g = torch.Generator().manual_seed(0)
+    return DataLoader(TensorDataset(torch.randn(n, 1, 8, 8, generator=g), torch.randint(0, 10, (n,), generator=g)),
+                      batch_size=16)
+
+
+LOADER_BAD = [None, [], "loader", 3, [(torch.zeros(2, 1, 8, 8),)]]
+TINY = pu.get_profile("quick").replace(
+    epochs=1, model_kwargs={"in_channels": 1, "num_classes": 10, "widths": (4, 8), "input_size": 8})
+
+
+@dataclass
+class Case:
+    label: str
+    build: Callable[[], tuple[Callable, dict]]  # fresh (callable, good keyword arguments) for every call
+    bad: dict[str, list] = field(default_factory=dict)
+    names: dict[str, tuple[str, ...]] = field(default_factory=dict)  # words an error may use for an argument
+
+
+def _optim(model):
+    return torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+
+
+CASES = [
+    # ---- checks, masks, unstructured ------------------------------------------------------------------
+    Case("check_fraction", lambda: (pu.check_fraction, dict(value=0.5, name="amount")), {"value": FRACTION_BAD},
+         {"value": ("amount",)}),
+    Case("check_int", lambda: (pu.check_int, dict(value=3, name="count", minimum=1)), {"value": int_bad(1)},
+         {"value": ("count",)}),
+    Case("apply_mask", lambda: (pu.apply_mask, dict(module=nn.Linear(4, 4), mask=torch.ones(4, 4))),
+         {"module": MODEL_BAD + [nn.ReLU()], "mask": TENSOR_BAD + [torch.ones(4, 3), torch.full((4, 4), 0.5),
+                                                                    torch.full((4, 4), NAN)]}),
+    Case("get_mask", lambda: (pu.get_mask, dict(module=nn.Linear(2, 2))), {"module": MODEL_BAD}),
+    Case("is_masked", lambda: (pu.is_masked, dict(module=nn.Linear(2, 2))), {"module": MODEL_BAD}),
+    Case("make_permanent", lambda: (pu.make_permanent, dict(model=pruned_cnn())), {"model": MODEL_BAD}),
+    Case("enforce_masks", lambda: (pu.enforce_masks, dict(model=pruned_cnn())), {"model": MODEL_BAD}),
+    Case("prunable_layers", lambda: (pu.prunable_layers, dict(model=cnn())),
+         {"model": MODEL_BAD + [nn.ReLU()], "include": [3, ["nope"], [3.0]], "exclude": [3, ["nope"]],
+          "types": [3, "Linear", (3,)]}, {"include": ("include",), "exclude": ("exclude",)}),
+    Case("magnitude_prune", lambda: (pu.magnitude_prune, dict(layers=pu.prunable_layers(cnn()), target_sparsity=0.5)),
+         {"layers": [None, [], "conv1", cnn(), [cnn()], [("x", nn.ReLU())], iter([("x", 3)])],
+          "target_sparsity": FRACTION_BAD, "scope": CHOICE_BAD}),
+    Case("check_layers", lambda: (pu.check_layers, dict(layers=pu.prunable_layers(cnn()))),
+         {"layers": [None, [], "conv1", [nn.Linear(2, 2)], [("a", "b")]]}),
+    Case("sparsity", lambda: (pu.sparsity, dict(model=cnn())), {"model": MODEL_BAD, "layers": ["conv1", [3], 3]}),
+    Case("layer_sparsities", lambda: (pu.layer_sparsities, dict(model=cnn())), {"model": MODEL_BAD,
+                                                                                "layers": ["conv1", [3], 3]}),
+    Case("load_weights_keep_masks",
+         lambda: (pu.load_weights_keep_masks, dict(model=pruned_cnn(), state_dict=pu.plain_state_dict(cnn(1)))),
+         {"model": MODEL_BAD, "state_dict": [None, {}, [], "sd", {"conv1.weight": torch.zeros(1)}]}),
+    Case("SimplePruner", lambda: (pu.SimplePruner, dict(model=cnn(), pruning_rate=0.5, verbose=False)),
+         {"model": MODEL_BAD + [nn.ReLU()], "pruning_rate": FRACTION_BAD}),
+    Case("SimplePruner.apply_magnitude_pruning",
+         lambda: (pu.SimplePruner(cnn(), verbose=False).apply_magnitude_pruning, dict(pruning_rate=0.5)),
+         {"pruning_rate": FRACTION_BAD}),
+    Case("SimplePruner.get_sparsity", lambda: (pu.SimplePruner.get_sparsity, dict(module=nn.Linear(2, 2))),
+         {"module": MODEL_BAD + [nn.ReLU()]}),
+    Case("ThresholdPruner", lambda: (pu.ThresholdPruner, dict(model=cnn())), {"model": MODEL_BAD + [nn.ReLU()]}),
+    Case("ThresholdPruner.apply_global_pruning",
+         lambda: (pu.ThresholdPruner(cnn()).apply_global_pruning, dict(target_sparsity=0.5)),
+         {"target_sparsity": FRACTION_BAD}),
+    Case("ThresholdPruner.compute_threshold",
+         lambda: (pu.ThresholdPruner.compute_threshold, dict(weights=torch.randn(10), percentile=50)),
+         {"weights": TENSOR_BAD + [torch.zeros(0), torch.tensor([1.0, NAN]), torch.arange(3)],
+          "percentile": REAL_BAD + [-1, 101, 0.9]}),
+    Case("ThresholdPruner.create_mask",
+         lambda: (pu.ThresholdPruner.create_mask, dict(weights=torch.randn(10), threshold=0.5)),
+         {"weights": TENSOR_BAD, "threshold": [NAN, INF, "0.5", None, [0.5]]}),
+    # ---- structured ---------------------------------------------------------------------------------
+    Case("StructuredPruner", lambda: (pu.StructuredPruner, dict(model=cnn())),
+         {"model": MODEL_BAD, "importance": ["nonsense", 3, None], "round_to": int_bad(1),
+          "input_size": [3, "x", (0, 1), (1, NAN)]}),
+    Case("StructuredPruner.prune", lambda: (pu.StructuredPruner(cnn()).prune, dict(prune_ratio=0.5)),
+         {"prune_ratio": FRACTION_BAD}),
+    Case("prune_simple_cnn", lambda: (pu.prune_simple_cnn, dict(model=cnn(), prune_ratio=0.5)),
+         {"model": MODEL_BAD, "prune_ratio": FRACTION_BAD}),
+    Case("prune_resnet", lambda: (pu.prune_resnet, dict(model=pu.cifar_resnet(20), prune_ratio=0.5)),
+         {"model": MODEL_BAD, "prune_ratio": FRACTION_BAD}),
+    Case("fold_batchnorm", lambda: (pu.fold_batchnorm, dict(model=cnn())),
+         {"model": MODEL_BAD, "example_input": ["x", 3, torch.zeros(1, 3, 8, 8)]}),
+    Case("find_channel_groups", lambda: (pu.find_channel_groups, dict(model=cnn())),
+         {"model": MODEL_BAD, "exclude": [3, ["nope"]]}),
+    # ---- models -------------------------------------------------------------------------------------
+    Case("SmallCNN", lambda: (pu.SmallCNN, dict(in_channels=1, num_classes=10, widths=(4, 8), input_size=8)),
+         {"in_channels": int_bad(1), "num_classes": int_bad(1), "input_size": int_bad(1),
+          "widths": [3, "48", (0, 4), (4.5,), (), None]}),
+    Case("MLP", lambda: (pu.MLP, dict(in_features=16, num_classes=4, hidden=(8,))),
+         {"in_features": int_bad(1), "num_classes": int_bad(1), "hidden": [3, "8", (0,), (8.5,), None]}),
+    Case("cifar_resnet", lambda: (pu.cifar_resnet, dict(depth=20)), {"depth": int_bad(8) + [21], "num_classes": int_bad(1)}),
+    Case("build_model", lambda: (pu.build_model, dict(name="small_cnn")), {"name": CHOICE_BAD + [None]}),
+    # ---- config -------------------------------------------------------------------------------------
+    Case("get_profile", lambda: (pu.get_profile, dict(name="quick")), {"name": CHOICE_BAD}, {"name": ("profile",)}),
+    Case("seed_everything", lambda: (pu.seed_everything, dict(seed=0)), {"seed": int_bad(0)}),
+    Case("get_device", lambda: (pu.get_device, dict(prefer="cpu")), {"prefer": ["nonsense", 3, True]},
+         {"prefer": ("device",)}),
+    Case("Profile.replace", lambda: (TINY.replace, dict(epochs=2)),
+         {"epochs": int_bad(1), "lr": POSITIVE_BAD, "batch_size": int_bad(1), "seed": int_bad(0),
+          "lr_milestones": [(0.5, 0.2), (1.5,), "0.5", (NAN,)], "weight_decay": [NAN, -1.0, "0"],
+          "momentum": [NAN, -0.5, 1.5, "0.9"], "num_threads": int_bad(1)}),
+    # ---- schedules ----------------------------------------------------------------------------------
+    Case("per_iteration_rate", lambda: (pu.per_iteration_rate, dict(target_sparsity=0.9, num_iterations=3)),
+         {"target_sparsity": FRACTION_BAD, "num_iterations": int_bad(1)}),
+    Case("sparsity_schedule", lambda: (pu.sparsity_schedule, dict(target_sparsity=0.9, num_iterations=3)),
+         {"target_sparsity": FRACTION_BAD, "num_iterations": int_bad(1)}),
+    Case("iterative_targets", lambda: (pu.iterative_targets, dict(target_sparsity=0.9, per_round=0.2)),
+         {"target_sparsity": FRACTION_BAD, "per_round": FRACTION_BAD + [0.0]}),
+    Case("cubic_sparsity", lambda: (pu.cubic_sparsity, dict(step=5, initial_sparsity=0.0, final_sparsity=0.9,
+                                                               begin_step=0, end_step=10)),
+         {"step": [1.5, NAN, True, "3"], "initial_sparsity": FRACTION_BAD, "final_sparsity": FRACTION_BAD,
+          "begin_step": int_bad(0), "end_step": int_bad(1)}),
+    Case("pruning_steps", lambda: (pu.pruning_steps, dict(begin_step=0, end_step=10, frequency=2)),
+         {"begin_step": int_bad(0), "end_step": int_bad(1), "frequency": int_bad(1)}),
+    Case("GradualPruner", lambda: (pu.GradualPruner, dict(model=cnn(), final_sparsity=0.5, end_step=10, frequency=2)),
+         {"model": MODEL_BAD, "initial_sparsity": FRACTION_BAD, "final_sparsity": FRACTION_BAD,
+          "begin_step": int_bad(0), "end_step": int_bad(1), "frequency": int_bad(1), "scope": CHOICE_BAD}),
+    Case("GradualPruner.step", lambda: (pu.GradualPruner(cnn(), end_step=10, frequency=2).step, dict(current_step=2)),
+         {"current_step": [1.5, NAN, True, "3", None]}),
+    # ---- training -----------------------------------------------------------------------------------
+    Case("build_optimizer", lambda: (pu.build_optimizer, dict(model=cnn(), profile=TINY)),
+         {"model": MODEL_BAD, "profile": CHOICE_BAD, "lr": POSITIVE_BAD}),
+    Case("build_scheduler", lambda: (pu.build_scheduler, dict(optimizer=_optim(cnn()), profile=TINY, epochs=3)),
+         {"optimizer": [None, "sgd", cnn()], "epochs": int_bad(1)}),
+    Case("lr_schedule", lambda: (pu.lr_schedule, dict(profile=TINY, epochs=3)),
+         {"epochs": int_bad(1), "lr": POSITIVE_BAD, "profile": CHOICE_BAD}),
+    Case("evaluate", lambda: (pu.evaluate, dict(model=cnn(), loader=loader())),
+         {"model": MODEL_BAD, "loader": LOADER_BAD, "loss_fn": ["ce", 3]}),
+    Case("train", lambda: (pu.train, dict(model=cnn(), train_loader=loader(), profile=TINY, progress=False)),
+         {"model": MODEL_BAD, "train_loader": LOADER_BAD, "epochs": int_bad(0), "loss_fn": ["ce", 3],
+          "callbacks": [3, ["cb"]], "optimizer": ["sgd", 3], "val_loader": ["loader", 3]}),
+    Case("fine_tune", lambda: (pu.fine_tune, dict(model=cnn(), train_loader=loader(), epochs=1, profile=TINY,
+                                                    progress=False)),
+         {"model": MODEL_BAD, "train_loader": LOADER_BAD, "epochs": int_bad(0), "lr": POSITIVE_BAD}),
+    Case("IterativePruner", lambda: (pu.IterativePruner, dict(model=cnn(), train_loader=loader(),
+                                                                val_loader=loader(), profile=TINY)),
+         {"model": MODEL_BAD, "train_loader": LOADER_BAD, "val_loader": LOADER_BAD, "scope": CHOICE_BAD}),
+    Case("IterativePruner.iterative_prune",
+         lambda: (pu.IterativePruner(cnn(), loader(), loader(), profile=TINY).iterative_prune,
+                  dict(target_sparsity=0.5, num_iterations=2, fine_tune_epochs=0)),
+         {"target_sparsity": FRACTION_BAD, "num_iterations": int_bad(1), "fine_tune_epochs": int_bad(0)}),
+    Case("LRRewindPruner", lambda: (pu.LRRewindPruner, dict(model=cnn(), initial_lr=0.1, rewind_epoch=1,
+                                                              total_epochs=3, profile=TINY)),
+         {"model": MODEL_BAD, "initial_lr": POSITIVE_BAD, "rewind_epoch": int_bad(0) + [3],
+          "total_epochs": int_bad(1), "scope": CHOICE_BAD}),
+    Case("DistillationFineTuner", lambda: (pu.DistillationFineTuner, dict(student_model=cnn(0), teacher_model=cnn(1))),
+         {"student_model": MODEL_BAD, "teacher_model": MODEL_BAD, "temperature": POSITIVE_BAD, "alpha": UNIT_BAD},
+         {"student_model": ("student",), "teacher_model": ("teacher",)}),
+    Case("distillation_loss", lambda: (pu.distillation_loss, dict(student_logits=torch.randn(4, 10),
+                                                                    teacher_logits=torch.randn(4, 10),
+                                                                    targets=torch.randint(0, 10, (4,)))),
+         {"student_logits": TENSOR_BAD + [torch.randn(4, 9), torch.randn(4)],
+          "teacher_logits": TENSOR_BAD + [torch.randn(3, 10)],
+          "targets": TENSOR_BAD + [torch.randint(0, 10, (3,)), torch.full((4,), 10), torch.rand(4)],
+          "temperature": POSITIVE_BAD, "alpha": UNIT_BAD}),
+    Case("soft_targets", lambda: (pu.soft_targets, dict(logits=torch.randn(4, 10), temperature=2.0)),
+         {"logits": TENSOR_BAD, "temperature": POSITIVE_BAD}),
+    # ---- analysis -----------------------------------------------------------------------------------
+    Case("count_parameters", lambda: (pu.count_parameters, dict(model=cnn())), {"model": MODEL_BAD}),
+    Case("plain_state_dict", lambda: (pu.plain_state_dict, dict(model=cnn())), {"model": MODEL_BAD}),
+    Case("count_flops", lambda: (pu.count_flops, dict(model=cnn(), input_size=(1, 1, 8, 8))),
+         {"model": MODEL_BAD, "input_size": [None, 3, "x", (1, 3, 8, 8), (0, 1, 8, 8), (1, 1.5, 8, 8), iter([1])]}),
+    Case("sparse_flops", lambda: (pu.sparse_flops, dict(model=cnn(), input_size=(1, 1, 8, 8))),
+         {"model": MODEL_BAD, "input_size": [None, 3, (1, 3, 8, 8), (True, 1, 8, 8)]}),
+    Case("compare_latency", lambda: (pu.compare_latency, dict(models={"a": cnn()}, example_input=torch.zeros(1, 1, 8, 8),
+                                                                rounds=1, min_run_time=0.001)),
+         {"models": [None, {}, [cnn()], {"a": "model"}], "example_input": TENSOR_BAD + [torch.zeros(1, 3, 8, 8)],
+          "rounds": int_bad(1), "min_run_time": POSITIVE_BAD, "num_threads": int_bad(1)}),
+    Case("measure_latency", lambda: (pu.measure_latency, dict(model=cnn(), rounds=1, min_run_time=0.001)),
+         {"model": MODEL_BAD, "input_size": [3, (1, 3, 8, 8)], "rounds": int_bad(1), "min_run_time": POSITIVE_BAD}),
+    Case("analyze_pruned_model", lambda: (pu.analyze_pruned_model, dict(model=pruned_cnn(), latency=False)),
+         {"model": MODEL_BAD, "input_size": [3, "x", (1, 3, 8, 8)], "rounds": int_bad(1)}),
+    Case("format_analysis", lambda: (pu.format_analysis, dict(result=pu.analyze_pruned_model(cnn(), latency=False,
+                                                                                              disk=False))),
+         {"result": [None, "x", 3, []]}),
+    Case("analysis_table", lambda: (pu.analysis_table, dict(results={"dense": {"accuracy": 0.9}})),
+         {"results": [None, "x", [], {}], "columns": [3, "accuracy"], "reference": [3, "missing"]}),
+    Case("sensitivity_scan", lambda: (pu.sensitivity_scan, dict(model=cnn(), evaluate_fn=lambda m: 1.0,
+                                                                  sparsities=[0.5], progress=False)),
+         {"model": MODEL_BAD, "evaluate_fn": [None, 3, "acc", lambda m: NAN, lambda m: "x"],
+          "sparsities": ["0.5", 0.5, [], [1.5], [NAN], iter(["a"]), None], "layers": ["nope", [3]]}),
+    Case("checkpoint_sizes", lambda: (pu.checkpoint_sizes, dict(model=pruned_cnn())),
+         {"model": MODEL_BAD, "encoding": CHOICE_BAD, "fp16": ["yes", 3]}),
+    Case("to_sparse_linear", lambda: (pu.to_sparse_linear, dict(model=pu.MLP(16, 4, (8,)))),
+         {"model": MODEL_BAD, "min_sparsity": FRACTION_BAD, "kernel": CHOICE_BAD}),
+    Case("to_dense_linear", lambda: (pu.to_dense_linear, dict(model=pu.MLP(16, 4, (8,)))), {"model": MODEL_BAD}),
+    Case("CSRLinear.from_linear", lambda: (pu.CSRLinear.from_linear, dict(linear=nn.Linear(4, 4))),
+         {"linear": MODEL_BAD + [nn.Conv2d(1, 1, 1)], "kernel": CHOICE_BAD}),
+    # ---- course -------------------------------------------------------------------------------------
+    Case("colab_url", lambda: (pu.colab_url, dict(notebook="00_setup_and_baseline.ipynb")),
+         {"notebook": [None, 3, "", "../x.ipynb"]}),
+    Case("record_results", lambda: (pu.record_results, dict(notebook="01", headline="h", accuracy=0.5)),
+         {"notebook": [None, 3, ""], "headline": [None, 3], "accuracy": [NAN, INF, "0.5", True, -0.1, 1.5],
+          "sparsity": [NAN, "0.5", 1.5], "params": [1.5, "3", -1, True], "latency_ms": [NAN, -1.0, "1"]}),
+]
+
+
+def _arguments():
+    for case in CASES:
+        for arg, values in case.bad.items():
+            for i, value in enumerate(values):
+                text = repr(value) if not callable(value) or isinstance(value, nn.Module) else "fn"
+                yield pytest.param(case, arg, value, id=f"{case.label}-{arg}-{i}:{text[:30]}")
+
+
+class _Hang(Exception):
+    pass
+
+
+def _alarm(signum, frame):
+    raise _Hang()
+
+
+@pytest.mark.parametrize("case, arg, value", list(_arguments()))
+def test_bad_value_gets_a_clear_error_naming_the_argument(case, arg, value, tmp_path, monkeypatch):
+    monkeypatch.setenv("PRUNING_RESULTS_DIR", str(tmp_path / "results"))
+    fn, kwargs = case.build()
+    kwargs[arg] = value
+    previous = signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(30)
+    try:
+        result = fn(**kwargs)
+    except _Hang:
+        pytest.fail(f"{case.label}({arg}={value!r}) hung for 30 s")
+    except (TypeError, ValueError) as exc:
+        words = (arg, *case.names.get(arg, ()))
+        assert any(w in str(exc) for w in words), (
+            f"{case.label}({arg}={value!r}) raised {type(exc).__name__} without naming {arg!r}: {exc}")
+        return
+    except Exception as exc:  # noqa: BLE001 - any other type is the crash this test is about
+        pytest.fail(f"{case.label}({arg}={value!r}) crashed with {type(exc).__name__}: {exc}"[:600])
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    pytest.fail(f"{case.label}({arg}={value!r}) was accepted silently and returned {type(result).__name__}")
+
+
+def test_every_public_callable_is_driven_by_a_case():
+    """A new public function or class must get its fuzz case (names that take no arguments are exempt)."""
+    driven = {c.label.split(".")[0] for c in CASES}
+    exempt = {"cache_dir", "data_dir", "Callback", "TrainState", "BaselineResult", "PipelineResult", "Loaders",
+              "SensitivityScan", "WeightMask", "CheckpointError", "DatasetNotAvailableError", "MaskSerializationError",
+              "setup_course", "train_baseline", "baseline_path", "build_model_for", "final_lr",
+              "create_pruning_pipeline", "load_pruned_model", "load_checkpoint", "save_checkpoint", "save_sparse",
+              "load_sparse", "download_dataset", "get_loaders", "save_figure", "CSRLinear"}
+    public = {n for n in pu.__all__ if callable(getattr(pu, n))}
+    missing = sorted(public - driven - exempt)
+    assert not missing, f"public callables without a fuzz case: {missing}"
