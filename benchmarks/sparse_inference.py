@@ -5,6 +5,7 @@ Run from the repository root::
     python benchmarks/sparse_inference.py             # 3 x Linear(2048, 2048), 5 rounds
     python benchmarks/sparse_inference.py --rounds 9
     python benchmarks/sparse_inference.py --quick     # 3 x Linear(512, 512), finishes in seconds
+    python benchmarks/sparse_inference.py --check-cost-only   # only what the index checks cost
 
 The stack (ReLU between the layers, seed 0) is pruned to each sparsity with the course's
 ``magnitude_prune`` (every layer alike), made permanent, and converted twice with ``to_sparse_linear``:
@@ -14,6 +15,13 @@ activations). The outputs are checked against the dense model, then the three ar
 ``compare_latency`` (``torch.utils.benchmark``, alternating order, median of per-round ratios). Masked
 dense weights run exactly as fast as dense ones, so "dense" is also the time of the pruned model before
 conversion. Goal (issue 8): CSR >= 3x faster than dense at 90% sparsity for batch sizes 1 to 64.
+
+A second table times what the index checks cost (issue 14: < 5% of a 90%-sparse 2048 x 2048 product at
+batch 64): one such layer as ``CSRLinear`` with each kernel (the native kernel checks the indices as it
+goes, torch's are checked by ``spmm.check_csr`` before the product), against the same product on
+trusted indices (the layer's forward as it was before the checks, the native kernel built with
+``-DCSR_UNCHECKED``), and against the alternative the native path does not take: ``check_csr`` before
+the unchecked kernel.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from _common import load, machine, quiet_malloc  # noqa: E402
 from pruning_utils import compare_latency, magnitude_prune, make_permanent, prunable_layers, spmm, to_sparse_linear  # noqa: E402
 
 GOAL_SPARSITY, GOAL_SPEEDUP = 0.9, 3.0
+CHECK_GOAL = 0.05  # the checks may cost at most 5% of the product (90%, 2048 x 2048, batch 64)
 
 
 def linear_stack(width: int, depth: int) -> nn.Sequential:
@@ -41,6 +50,71 @@ def linear_stack(width: int, depth: int) -> nn.Sequential:
         if i < depth - 1:
             layers.append(nn.ReLU())
     return nn.Sequential(*layers)
+
+
+class Unchecked(nn.Module):
+    """A ``CSRLinear``'s product on trusted indices, as its forward ran before the checks (the yardstick):
+    ``lib`` the native kernel built without checks (None: torch's ``addmm`` / ``addmv``), with
+    ``python_check`` ``spmm.check_csr`` first."""
+
+    def __init__(self, layer, lib=None, python_check=False):
+        super().__init__()
+        self.layer, self.lib, self.python_check = layer, lib, python_check
+
+    def forward(self, x):
+        w, b = self.layer.weight, self.layer.bias
+        flat = x.reshape(-1, w.shape[1])
+        if self.python_check:
+            spmm.check_csr(w)
+        if self.lib is None:
+            if flat.shape[0] == 1:
+                return torch.addmv(b, w, flat[0]).unsqueeze(0)
+            return torch.addmm(b.unsqueeze(1), w, flat.T).T
+        xt = flat.T.contiguous()
+        out = torch.empty(w.shape[0], xt.shape[1])
+        self.lib.csr_matmul(w.crow_indices().data_ptr(), w.col_indices().data_ptr(), w.values().data_ptr(),
+                            b.data_ptr(), xt.data_ptr(), out.data_ptr(), w.shape[0], w.shape[1],
+                            w.values().numel(), xt.shape[1])
+        return out.T
+
+
+def check_cost(width: int, batches, rounds: int, min_run_time: float) -> None:
+    """Print what the index checks cost on one pruned Linear(width, width) at 90% sparsity."""
+    torch.manual_seed(0)
+    layer = nn.Sequential(nn.Linear(width, width)).eval()
+    magnitude_prune(prunable_layers(layer), GOAL_SPARSITY, scope="layer")
+    make_permanent(layer)
+    kernels = {"torch": None}
+    if spmm.available():
+        unchecked, how = spmm._compile(("CSR_UNCHECKED",))
+        if unchecked is None:
+            raise SystemExit(f"could not build the unchecked kernel: {how}")
+        kernels = {"native": unchecked, **kernels}
+    print(f"\nindex checks: one Linear({width}, {width}) at {100 * GOAL_SPARSITY:g}% sparsity as a CSR product "
+          f"| {rounds} rounds of {min_run_time:g} s, median time, median of per-round ratios")
+    header = "| kernel | batch | trusted indices (ms) | checked (ms) | ratio | check_csr + trusted (ms) | ratio |"
+    print(header)
+    print("|---:" * (header.count("|") - 1) + "|")
+    goal = None
+    for kernel, lib in kernels.items():
+        checked = to_sparse_linear(layer, kernel=kernel)[0]
+        models = {"trusted": Unchecked(checked, lib), "checked": checked}
+        if lib is not None:
+            models["python check"] = Unchecked(checked, lib, python_check=True)
+        for batch in batches:
+            x = torch.randn(batch, width)
+            with torch.no_grad():  # (the two builds may round one input's sums differently)
+                torch.testing.assert_close(models["trusted"](x), checked(x), rtol=1e-6, atol=1e-6)
+            timing = compare_latency(models, x, rounds=rounds, min_run_time=min_run_time)
+            row = f"| {kernel} | {batch} | {1e3 * timing['trusted']['seconds']:.3f} |"
+            for name in list(models)[1:]:
+                row += f" {1e3 * timing[name]['seconds']:.3f} | {1 / timing[name]['speedup']:.3f}x |"
+            print(row + (" - | - |" if lib is None else ""), flush=True)
+            if kernel == next(iter(kernels)) and batch == 64 and width == 2048:
+                goal = 1 / timing["checked"]["speedup"] - 1
+    if goal is not None:
+        print(f"\ngoal: checks cost < {100 * CHECK_GOAL:g}% of the {next(iter(kernels))} product at batch 64: "
+              f"{'met' if goal < CHECK_GOAL else 'MISSED'} ({100 * goal:+.1f}%)")
 
 
 def main(argv=None) -> None:
@@ -53,6 +127,8 @@ def main(argv=None) -> None:
     parser.add_argument("--rounds", type=int, default=None, help="alternating timing rounds (default 5, quick 2)")
     parser.add_argument("--min-run-time", type=float, default=None, help="seconds per measurement (default 0.3)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
+    parser.add_argument("--check-cost-only", action="store_true",
+                        help="only the table of what the index checks cost (one layer at 90%% sparsity)")
     args = parser.parse_args(argv)
     width = args.width or (512 if args.quick else 2048)
     rounds = args.rounds or (2 if args.quick else 5)
@@ -63,9 +139,17 @@ def main(argv=None) -> None:
 
     native = spmm.available()
     print(f"machine: {machine()} | load {load()}")
-    print(f"model: {args.depth} x Linear({width}, {width}) with ReLU, seed 0 | {rounds} rounds of "
+    print(f"native kernel: {spmm.status()}")
+    if not args.check_cost_only:
+        speed_table(args, width, rounds, min_run_time, native)
+    check_cost(width, args.batches, rounds, min_run_time)
+    print(f"load after: {load()}")
+
+
+def speed_table(args, width: int, rounds: int, min_run_time: float, native: bool) -> None:
+    """The dense model against its CSR conversions, for every sparsity and batch size."""
+    print(f"\nmodel: {args.depth} x Linear({width}, {width}) with ReLU, seed 0 | {rounds} rounds of "
           f"{min_run_time:g} s, median time, median of per-round speedups")
-    print(f"native kernel: {spmm.status()}\n")
     header = "| sparsity | batch | dense (ms) | torch CSR (ms) | speedup |"
     header += " native CSR (ms) | speedup |" if native else ""
     header += " max abs diff |"
@@ -98,7 +182,6 @@ def main(argv=None) -> None:
         detail = ", ".join(f"batch {b}: {s:.2f}x" for b, s in goal)
         print(f"\ngoal >= {GOAL_SPEEDUP:g}x at {100 * GOAL_SPARSITY:g}% sparsity (faster CSR kernel): "
               f"{'met' if met else 'MISSED'} ({detail})")
-    print(f"load after: {load()}")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import warnings
 from typing import Callable
 
@@ -63,42 +64,73 @@ class CSRLinear(nn.Module):
 
     ``"auto"`` (the default) uses the native kernel whenever it is available and applies (float32,
     CPU, no gradient wanted, at least 8 inputs), else torch's. Build the layer with :meth:`from_linear` (or
-    :func:`to_sparse_linear`).
+    :func:`to_sparse_linear`). ``in_features`` and ``out_features`` are the weight's shape.
+
+    Neither kernel runs on unchecked indices, however the weight got here (the constructor,
+    ``load_state_dict``, ``layer.weight = ...``, an in-place edit of its indices): the native kernel
+    checks them as it goes, torch's are checked before every product (:func:`spmm.check_csr`), and a
+    broken weight raises a ValueError naming the layer (``name``, which :func:`to_sparse_linear` sets to
+    the layer's place in the model) and the invariant.
     """
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, *, kernel: str = "auto"):
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, *, kernel: str = "auto",
+                 name: str | None = None):
         super().__init__()
-        if weight.layout != torch.sparse_csr or weight.dim() != 2:
+        if not isinstance(weight, torch.Tensor) or weight.layout != torch.sparse_csr or weight.dim() != 2:
             raise ValueError("weight must be a 2-D sparse CSR tensor; build the layer with CSRLinear.from_linear")
-        try:  # once, here: the kernels trust the indices, and a bad one would read outside the input
-            with _quiet_sparse():
-                torch.sparse_csr_tensor(weight.crow_indices(), weight.col_indices(), weight.values(), weight.shape,
-                                        check_invariants=True)
-        except RuntimeError as exc:
-            raise ValueError(f"weight is not a valid CSR matrix: {exc}") from exc
+        spmm.check_csr(weight, "weight")
         self.kernel = _check_kernel(kernel)
-        self.out_features, self.in_features = weight.shape
+        self.name = name
         self.register_buffer("weight", weight)
         self.register_buffer("bias", None if bias is None else bias.detach().clone())
+        self._check_parameters()
 
     @classmethod
     @torch.no_grad()
-    def from_linear(cls, linear: nn.Linear, *, kernel: str = "auto") -> "CSRLinear":
+    def from_linear(cls, linear: nn.Linear, *, kernel: str = "auto", name: str | None = None) -> "CSRLinear":
         """The same layer with its (masked) weight in CSR form; zeros are not stored."""
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"linear must be an nn.Linear; got {type(linear).__name__}")
-        return cls(_to_csr(linear.weight.detach()), linear.bias, kernel=kernel)
+        return cls(_to_csr(linear.weight.detach()), linear.bias, kernel=kernel, name=name)
 
     def __deepcopy__(self, memo):
         # copy.deepcopy cannot reach a CSR tensor's storage; clone() copies its three arrays.
         bias = None if self.bias is None else self.bias.clone()
-        replica = type(self)(self.weight.clone(), bias, kernel=self.kernel)
+        replica = type(self)(self.weight.clone(), bias, kernel=self.kernel, name=self.name)
         replica.train(self.training)
         memo[id(self)] = replica
         return replica
 
+    @property
+    def in_features(self) -> int:
+        return self.weight.shape[1]
+
+    @property
+    def out_features(self) -> int:
+        return self.weight.shape[0]
+
+    def _label(self) -> str:
+        return self.name or f"CSRLinear({self.in_features}, {self.out_features})"
+
+    def _check_parameters(self) -> None:
+        """``weight`` (CSR) and ``bias`` as an assignment may have left them: ValueError if they do not fit."""
+        w, b = self.weight, self.bias
+        if not isinstance(w, torch.Tensor) or w.layout != torch.sparse_csr or w.dim() != 2:
+            raise ValueError(f"{self._label()}.weight must be a 2-D sparse CSR tensor")
+        if b is not None and (b.shape != (w.shape[0],) or b.dtype != w.dtype or b.device != w.device):
+            raise ValueError(f"{self._label()}.bias must be a {w.dtype} ({w.shape[0]},) tensor on {w.device} like "
+                             f"the weight; got {b.dtype} {tuple(b.shape)} on {b.device}")
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        weight = state_dict.get(prefix + "weight")
+        if isinstance(weight, torch.Tensor):  # refused with the checkpoint's key, before torch copies it in
+            spmm.check_csr(weight, prefix + "weight")
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def to_linear(self) -> nn.Linear:
         """A plain ``nn.Linear`` with the dense weight."""
+        self._check_parameters()
+        spmm.check_csr(self.weight, f"{self._label()}.weight")  # to_dense trusts the indices too
         layer = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None,
                           device=self.weight.device, dtype=self.weight.dtype)
         with torch.no_grad():
@@ -111,22 +143,14 @@ class CSRLinear(nn.Module):
     def nnz(self) -> int:
         return int(self.weight.values().numel())
 
-    def _apply(self, fn, *args, **kwargs):
-        self._fits = None  # .to(), .double(), .cuda() ... may change what the native kernel can run
-        return super()._apply(fn, *args, **kwargs)
-
     def _native_fits(self) -> bool:
-        """Whether the weight suits the native kernel (:func:`spmm.check_weight`) and is contiguous; cached."""
-        if getattr(self, "_fits", None) is None:
-            w, b = self.weight, self.bias
-            try:
-                spmm.check_weight(w, b)
-            except ValueError:
-                self._fits = False
-            else:
-                parts = (w.crow_indices(), w.col_indices(), w.values()) + (() if b is None else (b,))
-                self._fits = all(t.is_contiguous() for t in parts)
-        return self._fits
+        """Whether the weight and bias suit the native kernel (:func:`spmm.check_weight`); checked every time,
+        since ``.to()``, an assignment or ``load_state_dict`` may have changed them."""
+        try:
+            spmm.check_weight(self.weight, self.bias)
+        except ValueError:
+            return False
+        return True
 
     def uses_native(self, x: torch.Tensor) -> bool:
         """Whether ``forward(x)`` runs on the native kernel.
@@ -144,25 +168,40 @@ class CSRLinear(nn.Module):
                              f"{x.dtype} on {x.device}, weight {self.weight.values().dtype} on {self.weight.device}")
         return fits and not (x.requires_grad and torch.is_grad_enabled())
 
+    def _check_input(self, x) -> None:
+        w = self.weight
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{self._label()} input must be a torch.Tensor; got {type(x).__name__}")
+        if x.dim() == 0 or x.shape[-1] != self.in_features:
+            raise ValueError(f"{self._label()} expects inputs with {self.in_features} features in the last "
+                             f"dimension; got shape {tuple(x.shape)}")
+        if x.dtype != w.dtype:
+            raise TypeError(f"{self._label()} input must be {w.dtype} like its weight; got {x.dtype} "
+                            "(convert the input, or the layer with .to(dtype))")
+        if x.device != w.device:
+            raise ValueError(f"{self._label()} input is on {x.device}, its weight on {w.device}")
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[-1] != self.in_features:
-            raise ValueError(f"CSRLinear expects inputs with {self.in_features} features in the last dimension; "
-                             f"got shape {tuple(x.shape)}")
-        flat = x.reshape(-1, self.in_features)
-        if self.uses_native(x):
-            w = self.weight  # flat.T is already contiguous when flat came out of a native CSR layer
-            out = spmm._run(w.crow_indices(), w.col_indices(), w.values(), self.bias, flat.T.contiguous(),
-                            self.out_features).T
-        elif flat.shape[0] == 1:  # one input: a sparse matrix-vector product
-            out = torch.mv(self.weight, flat[0]) if self.bias is None else torch.addmv(self.bias, self.weight, flat[0])
-        elif self.bias is None:
-            out = (self.weight @ flat.T).T
+        self._check_parameters()
+        self._check_input(x)
+        flat = x.reshape(math.prod(x.shape[:-1]), self.in_features)
+        name = f"{self._label()}.weight"
+        if self.uses_native(x):  # the kernel checks the indices as it goes
+            # flat.T is already contiguous when flat came out of a native CSR layer
+            out = spmm._run(self.weight, self.bias, flat.T.contiguous(), name).T
         else:
-            out = torch.addmm(self.bias.unsqueeze(1), self.weight, flat.T).T
+            spmm.check_csr(self.weight, name)  # torch's CSR kernels trust the indices: a bad one crashes them
+            if flat.shape[0] == 1:  # one input: a sparse matrix-vector product
+                out = torch.mv(self.weight, flat[0]) if self.bias is None else torch.addmv(self.bias, self.weight,
+                                                                                           flat[0])
+            elif self.bias is None:
+                out = (self.weight @ flat.T).T
+            else:
+                out = torch.addmm(self.bias.unsqueeze(1), self.weight, flat.T).T
         return out.reshape(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
-        density = self.nnz / (self.in_features * self.out_features)
+        density = self.nnz / max(1, self.in_features * self.out_features)
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"bias={self.bias is not None}, density={density:.3f}, kernel={self.kernel}")
 
@@ -193,11 +232,11 @@ def to_sparse_linear(model: nn.Module, *, min_sparsity: float = 0.0, kernel: str
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
     copy_ = copy.deepcopy(model)
 
-    def convert(_name, child):
+    def convert(name, child):
         if isinstance(child, nn.Linear):  # plain or masked (parametrize subclasses it)
-            zeros = 1 - int(torch.count_nonzero(child.weight)) / child.weight.numel()
+            zeros = 1 - int(torch.count_nonzero(child.weight)) / max(1, child.weight.numel())
             if zeros >= min_sparsity:
-                return CSRLinear.from_linear(child, kernel=kernel)
+                return CSRLinear.from_linear(child, kernel=kernel, name=name)
         return None
 
     if _replace_children(copy_, convert) == 0:
