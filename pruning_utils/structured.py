@@ -31,6 +31,7 @@ from torch.nn.utils import parametrize
 
 from .checks import check_fraction, check_int, check_module, check_names, check_tensor
 from .flops import check_input_size, count_flops, default_input_size
+from .masks import apply_mask, get_mask
 
 __all__ = [
     "IMPORTANCE",
@@ -180,7 +181,11 @@ def _rebuild(layer: nn.Module, out_idx=None, in_idx=None) -> nn.Module:
     values = {"weight": weight}
     if has_bias:
         values["bias"] = _take(layer.bias, 0, out_idx)
-    return _fill(new, layer, values)
+    new = _fill(new, layer, values)
+    mask = get_mask(layer)
+    if mask is not None:  # an unstructured mask survives: its kept rows and columns go on the new layer
+        apply_mask(new, _take(_take(mask, 0, out_idx), 1, in_idx))
+    return new
 
 
 def _rebuild_norm(bn: nn.Module, idx: torch.Tensor) -> nn.Module:

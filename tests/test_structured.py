@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from pruning_utils.masks import apply_mask
+from pruning_utils.masks import apply_mask, get_mask, is_masked
 from pruning_utils.latency import compare_latency
 from pruning_utils.models import MLP, SmallCNN, cifar_resnet
 from pruning_utils.structured import (
@@ -208,12 +208,18 @@ def test_conv1d_chain():
     check_equivalent(model, torch.randn(3, 2, 5))
 
 
-def test_masked_layers_are_folded_into_plain_layers():
+def test_masked_layers_keep_the_kept_part_of_their_masks():
     model = cnn()
-    apply_mask(model[3], (torch.rand_like(model[3].weight) > 0.5).float())
+    mask = (torch.rand_like(model[3].weight) > 0.5).float()
+    apply_mask(model[3], mask)
     pruned = StructuredPruner(model).prune(0.0)
-    assert type(pruned[3]) is nn.Conv2d
+    assert isinstance(pruned[3], nn.Conv2d) and is_masked(pruned[3])
     assert torch.equal(pruned[3].weight, model[3].weight)
+    assert torch.equal(get_mask(pruned[3]), mask)
+    half = StructuredPruner(model).prune(0.5)
+    pruner = StructuredPruner(model)
+    keep_out, keep_in = (pruner.select_channels(model[i], None, 0.5) for i in (3, 0))
+    assert torch.equal(get_mask(half[3]), mask[keep_out][:, keep_in])  # the kept filters and inputs keep their masks
 
 
 # ---- ratios -------------------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ test_multiple_pruning_calls                      -> test_pruning_twice_multiplie
                                                     test_simple_pruner_compounds_like_torchs_pruning_container,
                                                     test_structured_after_unstructured_keeps_the_first_zeros_as_
                                                     torch_does, test_structured_after_unstructured_zeros_stay_zero_
-                                                    through_training (xfail: StructuredPruner drops the masks)
+                                                    through_training
                                                     (the hook/PruningContainer type checks: not applicable)
 test_pruning_container                           -> not applicable: PruningContainer internals (add_pruning_method,
                                                     _tensor_name); the course stacks no pruning-method objects
@@ -576,8 +576,6 @@ def test_structured_after_unstructured_keeps_the_first_zeros_as_torch_does():
     assert torch.all(pruned[0].weight[first[keep] == 0] == 0)  # at once, the zeros are there
 
 
-@pytest.mark.xfail(strict=True, reason="StructuredPruner.prune rebuilds masked layers as plain layers: the kept "
-                   "part of their masks is dropped, so unstructured zeros regrow in the first training step")
 def test_structured_after_unstructured_zeros_stay_zero_through_training():
     model = _two_convs(seed=2)
     magnitude_prune(prunable_layers(model), 0.5, scope="layer")
