@@ -66,12 +66,15 @@ def check_fraction(value, name: str) -> float:
 
     1.0 is refused on purpose: it would remove every weight of the network.
     """
+    given = value
     value = _real(value, name, "a number in [0, 1)")
     if math.isnan(value) or not 0.0 <= value < 1.0:
         hint = " (1.0 would remove every weight)" if value == 1.0 else ""
-        if 1.0 < value <= 100.0:
+        if isinstance(given, numbers.Integral) and value > 1:
+            hint = " (a fraction of the weights, not a count or a percent)"
+        elif 1.0 < value <= 100.0:
             hint = f" (a fraction, not a percent: {value:g}% is {value / 100:g})"
-        raise ValueError(f"{name} must be in [0, 1){hint}; got {value!r}")
+        raise ValueError(f"{name} must be in [0, 1){hint}; got {given!r}")
     return value
 
 
