@@ -1,37 +1,148 @@
-"""Profiles, seeding, device choice and the cache directory shared by the whole course.
+"""Profiles, seeding, device choice, the cache directory and atomic files shared by the whole course.
 
 A *profile* fixes every size in the course (dataset, model, epochs, batch size) so that one code
 path serves a laptop (``quick``: sklearn's 8x8 digits, a small CNN, seconds on a CPU) and a GPU
 (``full``: CIFAR-10 with a CIFAR ResNet-56, long enough for paper-style numbers).
+
+Every file the course writes goes through :func:`atomic_path` (a temp file beside the target, fsynced,
+renamed over it): a reader sees the old file or the new one, never half of one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import numbers
 import os
+import pickle
 import random
-import tempfile
+import re
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
 
-from .checks import check_int
+from .checks import check_int, check_numbers, check_positive, check_share, check_unit
 
 PROFILE_ENV = "PRUNING_PROFILE"
 CACHE_ENV = "PRUNING_CACHE_DIR"
 DATA_ENV = "PRUNING_DATA_DIR"
 
 
+# ---------------------------------------------------------------------------------------------
+# Profiles
+# ---------------------------------------------------------------------------------------------
+
+
+class FrozenDict(dict):
+    """A read-only ``dict``: what a :class:`Profile` holds as ``model_kwargs``.
+
+    It is a ``dict`` (so ``build_model(name, **kwargs)``, ``json.dumps``, ``dataclasses.asdict`` and
+    ``repr`` behave exactly as with the plain dict it was made from) whose every mutating method raises
+    ``TypeError``; it is hashable, so a :class:`Profile` is too. Lists and dicts inside are frozen to
+    tuples and FrozenDicts. (``types.MappingProxyType`` would not do: ``dataclasses.asdict`` cannot copy
+    it and it prints as ``mappingproxy({...})``.)
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, *args, **kwargs):
+        self = super().__new__(cls)
+        dict.update(self, *args, **kwargs)
+        for key, value in dict.items(self):
+            dict.__setitem__(self, key, _freeze(value))
+        return self
+
+    def __init__(self, *args, **kwargs):  # filled once, in __new__: calling __init__ again changes nothing
+        pass
+
+    def _read_only(self, *args, **kwargs):
+        raise TypeError("Profile.model_kwargs is read-only; make a changed profile with "
+                        "profile.replace(model_kwargs={...})")
+
+    __setitem__ = __delitem__ = __ior__ = _read_only
+    clear = pop = popitem = setdefault = update = _read_only
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self.items()))
+
+    def to_dict(self) -> dict:
+        """A plain, mutable ``dict`` copy (nested FrozenDicts too): what a checkpoint stores, since
+        ``torch.load(weights_only=True)`` reads plain containers only."""
+        return {k: v.to_dict() if isinstance(v, FrozenDict) else v for k, v in self.items()}
+
+    def __reduce__(self):
+        return (type(self), (dict(self),))
+
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+
+def _freeze(value):
+    if isinstance(value, FrozenDict):
+        return value
+    if isinstance(value, Mapping):
+        return FrozenDict(value)
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, set):
+        return frozenset(value)
+    return value
+
+
+def _check_name(value, name: str) -> str:
+    # a local rule until checks.py has one for "a non-empty name"
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a non-empty str; got {value!r} ({type(value).__name__})")
+    if not value.strip():
+        raise ValueError(f"{name} must be a non-empty str; got {value!r}")
+    return value
+
+
+def _check_non_negative(value, name: str) -> float:
+    # a local rule until checks.py has one for "a finite number >= 0" (weight decay)
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and value == 0:
+        return float(value)
+    try:
+        return check_positive(value, name)
+    except TypeError:
+        raise TypeError(f"{name} must be a finite number >= 0; got {value!r} ({type(value).__name__})") from None
+    except ValueError:
+        raise ValueError(f"{name} must be a finite number >= 0; got {value!r}") from None
+
+
+def _check_milestones(values, name: str) -> tuple[float, ...]:
+    try:  # a list of numbers in (0, 1] (a TypeError names the rule), then: not 1, ascending
+        milestones = tuple(check_numbers(values, name, check_share, allow_empty=True))
+    except ValueError:
+        milestones = None
+    if milestones is None or any(m >= 1.0 for m in milestones) or any(
+            a >= b for a, b in zip(milestones, milestones[1:])):
+        raise ValueError(f"{name} must be fractions of the run in (0, 1), in ascending order; got {values!r}")
+    return milestones
+
+
 @dataclass(frozen=True)
 class Profile:
-    """Every size the course depends on, in one place."""
+    """Every size the course depends on, in one place (immutable; every field checked on creation).
+
+    ``model_kwargs`` is a read-only dict; change a profile with ``profile.replace(epochs=2)``.
+    """
 
     name: str
     dataset: str
     model: str
-    model_kwargs: dict = field(default_factory=dict)
+    model_kwargs: Mapping = field(default_factory=FrozenDict)
     epochs: int = 30
     batch_size: int = 64
     lr: float = 0.05
@@ -48,8 +159,32 @@ class Profile:
     num_threads: int | None = None
     seed: int = 0
 
+    def __post_init__(self):
+        if not isinstance(self.model_kwargs, Mapping) or not all(isinstance(k, str) for k in self.model_kwargs):
+            raise TypeError(f"model_kwargs must be a dict of keyword arguments (str keys) for the model; "
+                            f"got {self.model_kwargs!r}")
+        checked = {
+            "name": _check_name(self.name, "name"),
+            "dataset": _check_name(self.dataset, "dataset"),
+            "model": _check_name(self.model, "model"),
+            "model_kwargs": FrozenDict(self.model_kwargs),
+            "epochs": check_int(self.epochs, "epochs", 1),
+            "batch_size": check_int(self.batch_size, "batch_size", 1),
+            "lr": check_positive(self.lr, "lr"),
+            "momentum": check_unit(self.momentum, "momentum"),
+            "weight_decay": _check_non_negative(self.weight_decay, "weight_decay"),
+            "lr_milestones": _check_milestones(self.lr_milestones, "lr_milestones"),
+            "lr_gamma": check_share(self.lr_gamma, "lr_gamma"),
+            "finetune_epochs": check_int(self.finetune_epochs, "finetune_epochs", 0),
+            "num_workers": check_int(self.num_workers, "num_workers", 0),
+            "num_threads": None if self.num_threads is None else check_int(self.num_threads, "num_threads", 1),
+            "seed": check_int(self.seed, "seed", 0),
+        }
+        for key, value in checked.items():  # canonical types (a frozen dataclass: set through object)
+            object.__setattr__(self, key, value)
+
     def replace(self, **changes) -> "Profile":
-        """Return a copy with some fields changed (``profile.replace(epochs=2)``)."""
+        """Return a copy with some fields changed (``profile.replace(epochs=2)``), checked like a new one."""
         return dataclasses.replace(self, **changes)
 
 
@@ -101,6 +236,11 @@ def get_profile(name: str | Profile | None = None) -> Profile:
     return PROFILES[name]
 
 
+# ---------------------------------------------------------------------------------------------
+# Seeding and devices
+# ---------------------------------------------------------------------------------------------
+
+
 def seed_everything(seed: int = 0) -> torch.Generator:
     """Seed python, numpy and torch, pick deterministic kernels, and return a seeded generator."""
     seed = check_int(seed, "seed", 0)
@@ -115,19 +255,60 @@ def seed_everything(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return mps is not None and mps.is_available()
+
+
+def _check_available(device: torch.device, prefer) -> torch.device:
+    """``device`` if this machine has it, else ValueError saying what it has."""
+    if device.type == "cpu":
+        return device
+    here = ["cpu"]
+    if torch.cuda.is_available():
+        count = torch.cuda.device_count()
+        here.append("cuda:0" if count == 1 else f"cuda:0 to cuda:{count - 1}")
+    if _mps_available():
+        here.append("mps")
+    have = "this machine has " + ", ".join(here)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {prefer!r} is not available: torch sees no CUDA GPU ({have})")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {prefer!r} is not available: {have}")
+        return device
+    if device.type == "mps":
+        if not _mps_available():
+            raise ValueError(f"device {prefer!r} is not available: torch sees no Apple GPU ({have})")
+        return device
+    try:  # any other backend (xpu, ...): ask torch for a tensor there
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError, TypeError, ValueError) as exc:
+        raise ValueError(f"device {prefer!r} is not available ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''}); {have}") from exc
+    return device
+
+
 def get_device(prefer: str | torch.device | None = None) -> torch.device:
-    """Return ``prefer`` if given, else the best available device: cuda, then mps, then cpu."""
+    """Return ``prefer`` if given (checked to exist on this machine), else the best available device:
+    cuda, then mps, then cpu. A name torch does not know, or a device this machine lacks (``"cuda"``
+    without a GPU), raises ValueError."""
     if prefer is not None:
         try:
-            return torch.device(prefer)
-        except (RuntimeError, TypeError) as exc:
+            device = torch.device(prefer)
+        except (RuntimeError, TypeError, ValueError) as exc:
             raise ValueError(f"device must be a torch device name such as 'cpu' or 'cuda'; got {prefer!r}") from exc
+        return _check_available(device, prefer if isinstance(prefer, str) else str(prefer))
     if torch.cuda.is_available():
         return torch.device("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
+    if _mps_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+# ---------------------------------------------------------------------------------------------
+# Folders
+# ---------------------------------------------------------------------------------------------
 
 
 def cache_dir() -> Path:
@@ -145,40 +326,250 @@ def data_dir() -> Path:
     return path
 
 
-def save_checkpoint(obj, path: str | Path) -> Path:
-    """``torch.save`` to ``path`` atomically: write a temp file beside it, then rename.
+# ---------------------------------------------------------------------------------------------
+# Atomic files
+# ---------------------------------------------------------------------------------------------
 
-    A crash mid-write never leaves a truncated checkpoint behind.
+# A write goes to ``<folder>/.<name>.<pid>-<8 hex>.tmp/<name>``: a private temp folder beside the target
+# holding a file of the target's own name (``torch.save`` names its zip records after the file, so the
+# checkpoint is byte for byte what ``torch.save(obj, path)`` writes), then renamed over the target. A
+# process killed in the middle of a write leaves its temp folder behind; the next write of the same target
+# removes it once its process is gone (where the OS cannot tell, e.g. on Windows, once it is an hour old).
+_STALE_AFTER_S = 3600.0
+_ACTIVE: set[str] = set()  # this process's temp folders being written now (any thread)
+_ACTIVE_LOCK = threading.Lock()
+
+
+def _temp_pattern(path: Path) -> re.Pattern:
+    # group 1: the writer's pid; the second form is the temp file name of earlier course versions (mkstemp)
+    return re.compile(re.escape(f".{path.name}.") + r"(?:(\d+)-[0-9a-f]{8}|[a-z0-9_]{8})\.tmp")
+
+
+def _process_alive(pid: int) -> bool | None:
+    """True / False where the OS can tell, None where it cannot (Windows: os.kill would end it)."""
+    if os.name == "nt":
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    except OSError:
+        return None
+    return True
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Delete what interrupted writes of ``path`` left behind (never a live writer's temp)."""
+    pattern = _temp_pattern(path)
+    try:
+        candidates = [p for p in path.parent.iterdir() if pattern.fullmatch(p.name)]
+    except OSError:
+        return
+    for tmp in candidates:
+        pid = pattern.fullmatch(tmp.name).group(1)
+        with _ACTIVE_LOCK:
+            if str(tmp) in _ACTIVE:
+                continue
+        if pid is not None and int(pid) == os.getpid():
+            stale = True  # this process, and not among its writes in progress
+        else:
+            alive = None if pid is None else _process_alive(int(pid))
+            if alive is None:  # an older course's temp name, or an OS that cannot tell: go by age
+                try:
+                    alive = time.time() - tmp.stat().st_mtime < _STALE_AFTER_S
+                except OSError:
+                    continue
+            stale = not alive
+        if stale:
+            _remove(tmp)
+
+
+def _remove(tmp: Path) -> None:
+    with contextlib.suppress(OSError):
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp)
+        else:
+            tmp.unlink()
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable, where the OS lets a directory be opened (not on Windows)."""
+    if os.name == "nt":
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Write ``path`` atomically: ``with atomic_path(p) as tmp: write the file tmp``.
+
+    ``tmp`` is an empty file of the same name as ``path`` in a private temp folder beside it, created
+    with the umask's normal permissions; the block writes it by name with any writer
+    (``torch.save(obj, tmp)``, ``fig.savefig(tmp)``, ``tmp.write_bytes(...)``). On success it is fsynced
+    and renamed over ``path``, and the folder is fsynced (where the OS allows). If the block raises,
+    the temp file is removed and ``path`` is left as it was. What earlier interrupted writes of ``path``
+    left behind is removed first. The one mechanism behind :func:`save_checkpoint`, :func:`write_atomic`
+    and the course's result files.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"path must be a file path, not a directory; got {str(path)!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    _remove_stale_temps(path)
+    while True:
+        folder = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+        try:
+            folder.mkdir()
+            break
+        except FileExistsError:
+            continue
+    with _ACTIVE_LOCK:
+        _ACTIVE.add(str(folder))
+    tmp = folder / path.name
+    binary = getattr(os, "O_BINARY", 0)
     try:
-        torch.save(obj, tmp)
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | binary, 0o666))  # 0o666 & ~umask
+        yield tmp
+        fd = os.open(tmp, os.O_RDWR | binary)  # fsync flushes the file, whichever descriptor wrote it
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    finally:
+        _remove(folder)  # empty after the rename; the half-written file after an error
+        with _ACTIVE_LOCK:
+            _ACTIVE.discard(str(folder))
+    _fsync_dir(path.parent)
+
+
+def write_atomic(path: str | Path, data: bytes | str) -> Path:
+    """Write ``data`` (bytes, or text as UTF-8) to ``path`` atomically (:func:`atomic_path`); return the path."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    elif not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"data must be bytes or str; got {type(data).__name__}")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints
+# ---------------------------------------------------------------------------------------------
+
+
+def save_checkpoint(obj, path: str | Path) -> Path:
+    """``torch.save`` to ``path`` atomically (:func:`atomic_path`): temp file, fsync, rename.
+
+    A crash mid-write never leaves a truncated checkpoint behind, and the next save removes the temp
+    file such a crash left. (``torch.save`` gets the temp file's name, not an open file: to a stream it
+    writes a zip record descriptor per tensor, a bigger file.)
+    """
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+    return Path(path)
 
 
 class CheckpointError(ValueError):
     """A checkpoint file is missing, truncated or not one the course wrote."""
 
 
-def load_checkpoint(path: str | Path, map_location="cpu"):
-    """Load a checkpoint with ``weights_only=True``; raise :class:`CheckpointError` naming the file."""
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _first_line(exc: BaseException, limit: int = 160) -> str:
+    """``Type: first line of the message``, without terminal colour codes, at most ``limit`` characters."""
+    text = _ANSI.sub("", str(exc)).strip()
+    line = text.splitlines()[0].strip() if text else ""
+    if len(line) > limit:
+        line = line[:limit - 3].rstrip() + "..."
+    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
+
+
+def _describe(obj) -> str:
+    if isinstance(obj, dict):
+        keys = sorted(map(repr, obj))
+        return f"a dict with keys {', '.join(keys[:8])}{', ...' if len(keys) > 8 else ''}" if keys else "an empty dict"
+    if isinstance(obj, torch.Tensor):
+        return f"a tensor of shape {tuple(obj.shape)}"
+    return f"a {type(obj).__name__}"
+
+
+def _type_names(types) -> str:
+    types = types if isinstance(types, tuple) else (types,)
+    return " or ".join(t.__name__ for t in types)
+
+
+def check_checkpoint_keys(obj, keys: Mapping[str, type | tuple], path: str | Path, what: str = "checkpoint") -> dict:
+    """``obj`` (a loaded checkpoint) as a dict holding every key of ``keys`` with a value of its type(s);
+    else :class:`CheckpointError` naming the file and what is wrong. Returns ``obj``."""
+    where = f"{what} {str(path)!r}"
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{where} holds {_describe(obj)}, not the dict with keys {sorted(keys)} it should hold")
+    missing = [k for k in keys if k not in obj]
+    if missing:
+        raise CheckpointError(f"{where} lacks the key(s) {missing} (it holds {_describe(obj)}): not a {what} "
+                              "written by this course")
+    for key, types in keys.items():
+        value = obj[key]
+        wrong_bool = isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,))
+        if wrong_bool or not isinstance(value, types):
+            raise CheckpointError(f"{where}: {key!r} should be of type {_type_names(types)}; "
+                                  f"it is {_describe(value)} ({value!r:.60})")
+    return obj
+
+
+def load_checkpoint(path: str | Path, map_location="cpu", *, keys: Mapping[str, type | tuple] | None = None,
+                    what: str = "checkpoint"):
+    """Load a checkpoint with ``weights_only=True``; raise :class:`CheckpointError` naming the file.
+
+    A missing, empty, truncated or foreign file, a directory, or one holding objects ``weights_only``
+    refuses gives a one-line CheckpointError saying which. With ``keys`` (``{"state_dict": dict, ...}``)
+    the file must hold a dict with those keys and types (:func:`check_checkpoint_keys`); ``what`` names
+    the kind of file in the messages.
+    """
     path = Path(path)
+    where = f"{what} {str(path)!r}"
+    if path.is_dir():
+        raise CheckpointError(f"{where} is a directory, not a file")
+    if not path.exists():
+        raise CheckpointError(f"{where} does not exist")
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
+        raise CheckpointError(f"{where} is not a regular file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{where} is empty (0 bytes; an interrupted copy?); delete it to have it rebuilt")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        text = _ANSI.sub("", str(exc))
+        refused = re.search(r"GLOBAL (\S+) was not an allowed global", text)
+        if refused:
+            raise CheckpointError(
+                f"{where} holds a Python object ({refused.group(1)}) that torch.load(weights_only=True) refuses "
+                "to load (only tensors, numbers, strings, lists and dicts are allowed): not a checkpoint "
+                "written by this course") from exc
+        detail = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\n\s*\n|$)", text, re.DOTALL)
+        detail = " ".join(detail.group(1).split())[:120] if detail else _first_line(exc)
+        raise CheckpointError(f"{where} is not a torch checkpoint or is damaged ({detail}); "
+                              "delete it to have it rebuilt") from exc
     except Exception as exc:  # torch raises several types for a damaged file
-        raise CheckpointError(
-            f"checkpoint {str(path)!r} cannot be read ({type(exc).__name__}: {exc}); "
-            "delete it to have it rebuilt"
-        ) from exc
+        raise CheckpointError(f"{where} cannot be read: truncated, damaged or not a torch checkpoint "
+                              f"({_first_line(exc)}); delete it to have it rebuilt") from exc
+    if keys is not None:
+        check_checkpoint_keys(obj, keys, path, what)
+    return obj
 
 
 def setup_course(seed: int | None = None, device=None, verbose: bool = True):
