@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import copy
 import math
+import numbers
+import os
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,8 +26,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .checks import check_fraction, check_int, check_positive, check_scope, check_share, check_unit
-from .config import PROFILES, Profile, cache_dir, get_device, get_profile, load_checkpoint, save_checkpoint, seed_everything
+from .checks import check_fraction, check_int, check_numbers, check_positive, check_scope, check_share, check_unit
+from .config import (PROFILES, CheckpointError, Profile, _first_line, cache_dir, get_device, get_profile,
+                     load_checkpoint, save_checkpoint, seed_everything)
 from .data import get_loaders, input_shape
 from .distillation import ALPHA_HINT, DistillationFineTuner
 from .gradual import GradualPruner
@@ -109,7 +112,9 @@ def create_pruning_pipeline(profile: str | Profile | None = None, sparsity: floa
     * ``temperature``/``alpha``: the distillation loss (``alpha=0`` trains on the labels only).
     * ``lr``: SGD's starting learning rate, annealed to zero with a cosine (default: the profile's
       initial LR; on the quick profile it recovers far more at high sparsity than a small constant LR).
-    * ``out``: checkpoint path (default :func:`default_checkpoint_path`); written atomically.
+    * ``out``: checkpoint path (default :func:`default_checkpoint_path`), checked to be a file path in a
+      writable folder (created if missing); written atomically.
+    * ``device``: where to train (default: the best available); one this machine lacks is refused.
     * ``seed``: seeds every random source and the order of the training batches (default: the
       profile's seed); the data split and the baseline stay those of the profile.
 
@@ -127,10 +132,10 @@ def create_pruning_pipeline(profile: str | Profile | None = None, sparsity: floa
     lr = None if lr is None else check_positive(lr, "lr")
     seed = prof.seed if seed is None else seed
     seed = check_int(seed, "seed", 0)
-    out = default_checkpoint_path(prof, target) if out is None else Path(out)
-    if out.is_dir():
-        raise ValueError(f"out must be a file path, not a directory; got {str(out)!r}")
-    device = get_device(device)
+    if not isinstance(progress, bool):
+        raise TypeError(f"progress must be True or False; got {progress!r}")
+    out = _check_out(default_checkpoint_path(prof, target) if out is None else out)
+    device = get_device(device)  # also: is it on this machine?
 
     loaders = get_loaders(prof)
     baseline = train_baseline(prof, device=device, progress=progress)
@@ -160,21 +165,9 @@ def create_pruning_pipeline(profile: str | Profile | None = None, sparsity: floa
     counts = count_parameters(student)
     total, nonzero = counts["total_params"], counts["non_zero_params"]
     save_checkpoint(
-        {
-            "state_dict": {k: v.detach().cpu() for k, v in student.state_dict().items()},
-            "profile": prof.name,
-            "model": prof.model,
-            "model_kwargs": dict(prof.model_kwargs),
-            "input_shape": list(input_shape(prof.dataset)),
-            "target_sparsity": target,
-            "sparsity": reached,
-            "test_accuracy": pruned_accuracy,
-            "dense_accuracy": dense_accuracy,
-            "epochs": epochs,
-            "temperature": distiller.temperature,
-            "alpha": distiller.alpha,
-            "seed": seed,
-        },
+        _checkpoint(student, prof, target_sparsity=target, sparsity=reached, test_accuracy=pruned_accuracy,
+                    dense_accuracy=dense_accuracy, epochs=epochs, temperature=distiller.temperature,
+                    alpha=distiller.alpha, seed=seed),
         out,
     )
     return PipelineResult(
@@ -186,20 +179,111 @@ def create_pruning_pipeline(profile: str | Profile | None = None, sparsity: floa
     )
 
 
+def _check_out(out) -> Path:
+    """``out`` as a Path to a file the pipeline can write: not a directory, in a folder that is (or can be
+    made) a writable directory. Checked before any training starts."""
+    if not isinstance(out, (str, os.PathLike)):
+        raise TypeError(f"out must be a file path (str or Path); got {out!r} ({type(out).__name__})")
+    out = Path(out)
+    if out.is_dir() or not out.name:
+        raise ValueError(f"out must be a file path, not a directory; got {str(out)!r}")
+    if out.exists() and not out.is_file():
+        raise ValueError(f"out must be a regular file path; {str(out)!r} exists and is not a file")
+    folder = out.parent
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent  # the folders below it will be created
+    if not existing.is_dir():
+        raise ValueError(f"out's folder {str(folder)!r} cannot be created: {str(existing)!r} is a file, "
+                         "not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"out's folder {str(existing)!r} is not writable; choose another --out")
+    return out
+
+
 def _prunable_sparsity(model: nn.Module) -> float:
     """Zeros among the prunable weights of ``model`` (what the pipeline reports as ``sparsity``)."""
     return _sparsity(model, prunable_layers(model))
 
 
+# What a pipeline checkpoint holds (every key, with its type): written by _checkpoint, read by load_pruned_model.
+_CHECKPOINT_KEYS = {
+    "state_dict": dict, "profile": str, "model": str, "model_kwargs": dict, "input_shape": (list, tuple),
+    "target_sparsity": numbers.Real, "sparsity": numbers.Real, "test_accuracy": numbers.Real,
+    "dense_accuracy": numbers.Real, "epochs": numbers.Integral, "temperature": numbers.Real,
+    "alpha": numbers.Real, "seed": numbers.Integral,
+}
+# Recorded sparsity vs the zeros in the weights: the same count, so only float rounding may differ.
+_SPARSITY_TOLERANCE = 1e-9
+
+
+def _checkpoint(model: nn.Module, prof: Profile, **meta) -> dict:
+    """The pipeline checkpoint of ``model`` (permanent zeros) with the metadata ``meta`` (every other key of
+    ``_CHECKPOINT_KEYS``)."""
+    return {
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "profile": prof.name,
+        "model": prof.model,
+        "model_kwargs": prof.model_kwargs.to_dict(),  # plain containers: weights_only reads them
+        "input_shape": list(input_shape(prof.dataset)),
+        **meta,
+    }
+
+
 def load_pruned_model(path: str | Path, device=None) -> tuple[nn.Module, dict]:
     """Rebuild the network a pipeline checkpoint holds; return ``(model, checkpoint dict)``.
 
-    Loaded with ``weights_only=True`` (:func:`pruning_utils.load_checkpoint`).
+    Loaded with ``weights_only=True`` (:func:`pruning_utils.load_checkpoint`) and checked: the file must
+    hold every key the pipeline writes, with values of the right types and ranges; its profile must be one
+    of the course's; its model and model_kwargs must build a network that takes its weights and its
+    input shape; and its recorded sparsity must be the zeros in those weights. Anything else raises
+    :class:`~pruning_utils.CheckpointError` naming the file and what is wrong.
     """
-    ckpt = load_checkpoint(path)
-    model = build_model(ckpt["model"], **ckpt["model_kwargs"])
-    model.load_state_dict(ckpt["state_dict"])
-    return model.to(get_device(device)).eval(), ckpt
+    device = get_device(device)
+    ckpt = load_checkpoint(path, keys=_CHECKPOINT_KEYS, what="pipeline checkpoint")
+    where = f"pipeline checkpoint {str(path)!r}"
+
+    def fail(message: str) -> CheckpointError:
+        return CheckpointError(f"{where} {message}")
+
+    state = ckpt["state_dict"]
+    bad = next((k for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)), None)
+    if bad is not None:
+        raise fail(f"has a state_dict entry {bad!r} that is not a tensor ({type(state[bad]).__name__})")
+    if ckpt["profile"] not in PROFILES:
+        raise fail(f"names profile {ckpt['profile']!r}, which this course does not have (one of {sorted(PROFILES)})")
+    try:
+        check_fraction(ckpt["target_sparsity"], "target_sparsity")
+        for key in ("sparsity", "test_accuracy", "dense_accuracy", "alpha"):
+            check_unit(ckpt[key], key)
+        check_int(ckpt["epochs"], "epochs", 1)
+        check_positive(ckpt["temperature"], "temperature")
+        check_int(ckpt["seed"], "seed", 0)
+        shape = check_numbers(ckpt["input_shape"], "input_shape", lambda v, n: check_int(v, n, 1))
+        if len(shape) != 3:
+            raise ValueError(f"input_shape must be (channels, height, width); got {ckpt['input_shape']!r}")
+    except (TypeError, ValueError) as exc:
+        raise fail(f"has a bad value: {exc}") from exc
+    try:
+        model = build_model(ckpt["model"], **ckpt["model_kwargs"])
+    except (TypeError, ValueError) as exc:
+        raise fail(f"records model {ckpt['model']!r} with model_kwargs {ckpt['model_kwargs']!r}, which does not "
+                   f"build ({_first_line(exc)})") from exc
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise fail(f"has weights that do not fit its model {ckpt['model']!r} {ckpt['model_kwargs']!r} "
+                   f"({' '.join(str(exc).split())[:300]})") from exc
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *shape))
+    except (RuntimeError, ValueError) as exc:
+        raise fail(f"records input_shape {shape}, which its model does not take ({_first_line(exc)})") from exc
+    reached = _prunable_sparsity(model)
+    if not math.isclose(reached, ckpt["sparsity"], rel_tol=0.0, abs_tol=_SPARSITY_TOLERANCE):
+        raise fail(f"records sparsity {ckpt['sparsity']:.10g}, but its prunable weights are {reached:.10g} zeros")
+    return model.to(device), ckpt
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -235,8 +319,8 @@ def main(argv: list[str] | None = None) -> int:
                                          temperature=args.temperature, alpha=args.alpha, scope=args.scope,
                                          lr=args.lr, seed=args.seed, device=args.device,
                                          progress=not args.no_progress)
-    except (TypeError, ValueError) as exc:
-        parser.error(str(exc))  # exits with status 2 and the usage line
+    except (TypeError, ValueError, OSError) as exc:  # CheckpointError is a ValueError
+        parser.error(" ".join(str(exc).split()))  # one line; exits with status 2 after the usage line
     print(result)
     return 0
 
