@@ -5,7 +5,8 @@ each notebook top to bottom in its own kernel with the current environment's pro
 outputs back into the notebook and prints one line per notebook. Each notebook records its key numbers
 with :func:`record_results` and its main figure with :func:`save_figure`; after the run
 ``results/summary.md`` collects them with every notebook's run time. It stops at the first notebook
-that fails.
+that fails. Every file is written atomically (:func:`pruning_utils.config.atomic_path`), so a reader
+never sees half a notebook, record or summary.
 
 ``COURSE_REPO`` and ``COURSE_REF`` say where the course is published: the Colab set-up cell of every
 notebook installs from there, and the README's "Open in Colab" badges point there
@@ -24,6 +25,8 @@ import shutil
 import sys
 import time
 from pathlib import Path
+
+from .config import atomic_path, cache_dir, write_atomic
 
 COURSE_REPO = "https://github.com/pruning-course/pruning-course"
 COURSE_REF = "main"
@@ -72,8 +75,6 @@ def results_dir() -> Path:
     env = os.environ.get(RESULTS_ENV)
     if env:
         return Path(env).expanduser()
-    from .config import cache_dir
-
     return cache_dir() / "results"
 
 
@@ -97,25 +98,17 @@ def record_results(notebook: str, headline: str, *, accuracy: float | None = Non
         raise ValueError("headline must be a non-empty sentence")
     numbers = {k: _number(k, v) for k, v in dict(accuracy=accuracy, sparsity=sparsity, params=params, flops=flops,
                                                   latency_ms=latency_ms).items() if v is not None}
-    folder = results_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{notebook}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"notebook": notebook, "headline": headline.strip(), **numbers}, indent=1))
-    os.replace(tmp, path)
-    return path
+    path = results_dir() / f"{notebook}.json"
+    return write_atomic(path, json.dumps({"notebook": notebook, "headline": headline.strip(), **numbers}, indent=1))
 
 
 def save_figure(fig, name: str) -> Path:
     """Save a matplotlib figure as ``<results>/figures/<name>.png`` (the README shows some of them)."""
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", name):
         raise ValueError(f"name must be letters, digits, '_' or '-' (no extension); got {name!r}")
-    folder = results_dir() / "figures"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.png"
-    tmp = folder / f".{name}.tmp.png"
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    os.replace(tmp, path)
+    path = results_dir() / "figures" / f"{name}.png"
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     return path
 
 
@@ -169,9 +162,7 @@ def write_summary(folder: Path | None = None, profile: str | None = None) -> Pat
     figures = sorted((folder / "figures").glob("*.png"))
     if figures:
         lines += ["## Figures", ""] + [f"![{p.stem}](figures/{p.name})" for p in figures] + [""]
-    path = folder / "summary.md"
-    path.write_text("\n".join(lines))
-    return path
+    return write_atomic(folder / "summary.md", "\n".join(lines))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -188,7 +179,8 @@ def run_notebook(path: Path, timeout: int = 600) -> float:
     start = time.perf_counter()
     NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
     seconds = time.perf_counter() - start
-    nbformat.write(nb, path)
+    text = nbformat.writes(nb)  # what nbformat.write(nb, path) writes, but atomically
+    write_atomic(path, text if text.endswith("\n") else text + "\n")
     return seconds
 
 
@@ -205,7 +197,7 @@ def _add_time(folder: Path, notebook: Path, seconds: float) -> None:
     if path.is_file():  # a notebook that records nothing gets no row
         record = json.loads(path.read_text())
         record["seconds"] = round(seconds, 1)
-        path.write_text(json.dumps(record, indent=1))
+        write_atomic(path, json.dumps(record, indent=1))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,8 @@
 """The course runner: recorded results, the summary, figures, Colab addresses."""
 
 import json
+import os
+from pathlib import Path
 
 import matplotlib
 
@@ -118,3 +120,76 @@ def test_main_stops_at_a_failing_notebook(tmp_path, capsys, monkeypatch):
     assert course.main([str(folder), "--results", str(tmp_path / "results")]) == 1
     out = capsys.readouterr().out
     assert "00_bad.ipynb" in out and "FAILED" in out and "01_good" not in out
+
+
+# --- every file is written atomically, through unique temp files ----------------------------------
+
+
+def temps(folder):
+    return sorted(p.name for p in folder.rglob("*") if ".tmp" in p.name)
+
+
+def test_rewrites_replace_the_file_so_a_reader_keeps_the_complete_old_one(results):
+    """Atomic means rename: a reader that opened the old file still reads all of it, never a half-written new one."""
+    course.record_results("00", "first run", accuracy=0.5)
+    course.record_results("01", "first run", accuracy=0.6)
+    summary = course.write_summary(results)
+    old_summary, old_record = summary.read_text(), (results / "01.json").read_text()
+    with open(summary) as summary_reader, open(results / "01.json") as record_reader:
+        course.record_results("01", "second run, a longer headline than before", accuracy=0.7)
+        course._add_time(results, Path("01_demo.ipynb"), 12.3)
+        course.write_summary(results)
+        assert summary_reader.read() == old_summary and record_reader.read() == old_record
+    assert json.loads((results / "01.json").read_text())["seconds"] == 12.3
+    assert "second run" in summary.read_text() and temps(results) == []
+
+
+def test_concurrent_writers_use_unique_temp_files(results, monkeypatch):
+    sources = []
+    real_replace = os.replace
+
+    def spy(src, dst):
+        sources.append((Path(src), Path(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", spy)
+    course.record_results("03", "a", accuracy=0.5)
+    course.record_results("03", "b", accuracy=0.5)
+    fig, ax = plt.subplots()
+    course.save_figure(fig, "03_curve")
+    course.save_figure(fig, "03_curve")
+    plt.close(fig)
+    (a, dst_a), (b, dst_b), (c, dst_c), (d, dst_d) = sources
+    assert dst_a == dst_b == results / "03.json" and dst_c == dst_d == results / "figures" / "03_curve.png"
+    assert len({a, b, c, d}) == 4  # a fixed temp name would let two writers of one file collide
+    assert all(src.parent.parent == dst.parent and src.parent.name.startswith(".") for src, dst in sources)
+
+
+def test_a_failing_figure_leaves_the_old_one_and_no_temp_file(results):
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1])
+    path = course.save_figure(fig, "05_curve")
+    before = path.read_bytes()
+
+    def broken_savefig(f, **kwargs):
+        Path(f).write_bytes(b"\x89PNG half")
+        raise RuntimeError("renderer crashed")
+
+    fig.savefig = broken_savefig
+    with pytest.raises(RuntimeError, match="renderer crashed"):
+        course.save_figure(fig, "05_curve")
+    plt.close(fig)
+    assert path.read_bytes() == before and temps(results) == []
+
+
+def test_a_run_notebook_is_replaced_atomically(tmp_path, monkeypatch):
+    monkeypatch.setenv(course.RESULTS_ENV, str(tmp_path / "results"))
+    path = tmp_path / "00_demo.ipynb"
+    write_notebook(path, "00")
+    before = path.read_text()
+    with open(path) as reader:
+        course.run_notebook(path)
+        assert reader.read() == before  # the old notebook, whole
+    executed = nbformat.read(path, as_version=4)
+    assert executed.cells[1].execution_count == 1 and path.read_text().endswith("\n")
+    assert temps(tmp_path) == [] and nbformat.validate(executed) is None
