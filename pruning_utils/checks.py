@@ -11,6 +11,8 @@ and says what is allowed. A new helper looks here first instead of writing its o
 | share of something that must not be empty | a real number in (0, 1] | :func:`check_share` |
 | percent (the tutorial's ``percentile``) | a real number in [0, 100]; (0, 1) refused as a likely fraction | :func:`check_percent` |
 | any finite number (a threshold) | a finite real number | :func:`check_real` |
+| weight decay | a finite real number >= 0 | :func:`check_non_negative` |
+| a name (profile, dataset) | a non-empty str | :func:`check_name` |
 | rate, temperature, time | a finite real number > 0 | :func:`check_positive` |
 | count, epoch, size | an int (not a bool) >= minimum | :func:`check_int` |
 | training step | an int (not a bool), any sign | :func:`check_step` |
@@ -37,7 +39,9 @@ __all__ = [
     "check_fraction",
     "check_int",
     "check_module",
+    "check_name",
     "check_names",
+    "check_non_negative",
     "check_numbers",
     "check_percent",
     "check_positive",
@@ -119,6 +123,23 @@ def check_positive(value, name: str) -> float:
     value = _real(value, name, "a finite number > 0")
     if not (math.isfinite(value) and value > 0.0):
         raise ValueError(f"{name} must be a finite number > 0; got {value!r}")
+    return value
+
+
+def check_non_negative(value, name: str) -> float:
+    """A finite real number >= 0 (a weight decay)."""
+    value = _real(value, name, "a finite number >= 0")
+    if not (math.isfinite(value) and value >= 0.0):
+        raise ValueError(f"{name} must be a finite number >= 0; got {value!r}")
+    return value
+
+
+def check_name(value, name: str) -> str:
+    """A non-empty str."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a non-empty str; got {value!r} ({type(value).__name__})")
+    if not value.strip():
+        raise ValueError(f"{name} must be a non-empty str; got {value!r}")
     return value
 
 

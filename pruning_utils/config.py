@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import numbers
 import os
 import pickle
 import random
@@ -29,7 +28,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from .checks import check_int, check_numbers, check_positive, check_share, check_unit
+from .checks import check_int, check_name, check_non_negative, check_numbers, check_positive, check_share, check_unit
 
 PROFILE_ENV = "PRUNING_PROFILE"
 CACHE_ENV = "PRUNING_CACHE_DIR"
@@ -100,27 +99,6 @@ def _freeze(value):
     return value
 
 
-def _check_name(value, name: str) -> str:
-    # a local rule until checks.py has one for "a non-empty name"
-    if not isinstance(value, str):
-        raise TypeError(f"{name} must be a non-empty str; got {value!r} ({type(value).__name__})")
-    if not value.strip():
-        raise ValueError(f"{name} must be a non-empty str; got {value!r}")
-    return value
-
-
-def _check_non_negative(value, name: str) -> float:
-    # a local rule until checks.py has one for "a finite number >= 0" (weight decay)
-    if isinstance(value, numbers.Real) and not isinstance(value, bool) and value == 0:
-        return float(value)
-    try:
-        return check_positive(value, name)
-    except TypeError:
-        raise TypeError(f"{name} must be a finite number >= 0; got {value!r} ({type(value).__name__})") from None
-    except ValueError:
-        raise ValueError(f"{name} must be a finite number >= 0; got {value!r}") from None
-
-
 def _check_milestones(values, name: str) -> tuple[float, ...]:
     try:  # a list of numbers in (0, 1] (a TypeError names the rule), then: not 1, ascending
         milestones = tuple(check_numbers(values, name, check_share, allow_empty=True))
@@ -164,15 +142,15 @@ class Profile:
             raise TypeError(f"model_kwargs must be a dict of keyword arguments (str keys) for the model; "
                             f"got {self.model_kwargs!r}")
         checked = {
-            "name": _check_name(self.name, "name"),
-            "dataset": _check_name(self.dataset, "dataset"),
-            "model": _check_name(self.model, "model"),
+            "name": check_name(self.name, "name"),
+            "dataset": check_name(self.dataset, "dataset"),
+            "model": check_name(self.model, "model"),
             "model_kwargs": FrozenDict(self.model_kwargs),
             "epochs": check_int(self.epochs, "epochs", 1),
             "batch_size": check_int(self.batch_size, "batch_size", 1),
             "lr": check_positive(self.lr, "lr"),
             "momentum": check_unit(self.momentum, "momentum"),
-            "weight_decay": _check_non_negative(self.weight_decay, "weight_decay"),
+            "weight_decay": check_non_negative(self.weight_decay, "weight_decay"),
             "lr_milestones": _check_milestones(self.lr_milestones, "lr_milestones"),
             "lr_gamma": check_share(self.lr_gamma, "lr_gamma"),
             "finetune_epochs": check_int(self.finetune_epochs, "finetune_epochs", 0),

@@ -1,12 +1,10 @@
 import copy
 import math
-import os
 
 import pytest
 import torch
 from torch import nn
 
-from pruning_utils.config import CheckpointError, save_checkpoint
 from pruning_utils.masks import apply_mask, is_masked, magnitude_prune, make_permanent, prunable_layers, sparsity
 from pruning_utils.csr import CSRLinear, to_dense_linear, to_sparse_linear
 from pruning_utils.flops import count_flops, sparse_flops
@@ -14,8 +12,7 @@ from pruning_utils.latency import measure_latency
 from pruning_utils.metrics import analysis_table, analyze_pruned_model, format_analysis
 from pruning_utils.params import count_parameters, plain_state_dict
 from pruning_utils.sensitivity import sensitivity_scan
-from pruning_utils.sparse_format import checkpoint_sizes, load_sparse, save_sparse
-from pruning_utils.models import MLP, SmallCNN, cifar_resnet
+from pruning_utils.models import MLP, SmallCNN
 
 
 def pruned_cnn(target=0.9, seed=0):
@@ -152,25 +149,6 @@ def test_latency_is_measured_and_training_mode_restored():
 # --- sparse checkpoints ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("encoding", ["bitmask", "csr"])
-def test_sparse_checkpoint_round_trips_exactly_and_is_smaller(tmp_path, encoding):
-    model = pruned_cnn()
-    path = save_sparse(model, tmp_path / "model.pt", encoding=encoding)
-    restored = load_sparse(path)
-    expected = plain_state_dict(model)
-    assert restored.keys() == expected.keys()
-    for key, value in expected.items():
-        assert restored[key].dtype == value.dtype and torch.equal(restored[key], value), key
-    dense_path = save_checkpoint(expected, tmp_path / "dense.pt")
-    assert os.path.getsize(path) < os.path.getsize(dense_path)
-    # the restored weights give the same model
-    fresh = SmallCNN(widths=(8, 16, 16))
-    fresh.load_state_dict(restored)
-    x = torch.randn(4, 1, 8, 8)
-    assert torch.equal(fresh.eval()(x), model.eval()(x))
-    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
-
-
 def test_plain_state_dict_matches_the_permanent_models():
     model = pruned_cnn()
     permanent = copy.deepcopy(model)
@@ -178,46 +156,6 @@ def test_plain_state_dict_matches_the_permanent_models():
     plain, reference = plain_state_dict(model), permanent.state_dict()
     assert plain.keys() == reference.keys()
     assert all(torch.equal(plain[k], reference[k]) for k in reference)
-
-
-def test_sparse_checkpoint_size_goal_at_90_percent(tmp_path):
-    # at 90% a bitmask file can be at most 1 / (0.1 + 1/32) = 7.6x smaller; the goal is 7x
-    sizes = checkpoint_sizes(pruned_mlp(0.9, in_features=512, hidden=(512, 512)))
-    assert sizes["size_ratio"] >= 7.0
-    assert checkpoint_sizes(pruned_mlp(0.5, in_features=512, hidden=(512, 512)))["size_ratio"] > 1.5
-    # a ResNet-20 has 116 state-dict entries and 19 BatchNorm layers: the bookkeeping must stay small
-    torch.manual_seed(0)
-    resnet = cifar_resnet(20)
-    magnitude_prune(prunable_layers(resnet), 0.9)
-    assert checkpoint_sizes(resnet)["size_ratio"] >= 7.0
-
-
-def test_fp16_values_halve_the_file_and_stay_close(tmp_path):
-    model = pruned_mlp(0.9)
-    exact = save_sparse(model, tmp_path / "fp32.pt")
-    half = save_sparse(model, tmp_path / "fp16.pt", fp16=True)
-    assert os.path.getsize(half) < 0.7 * os.path.getsize(exact)
-    restored, expected = load_sparse(half), plain_state_dict(model)
-    for key, value in expected.items():
-        assert restored[key].dtype == value.dtype
-        torch.testing.assert_close(restored[key], value, rtol=1e-3, atol=1e-4)
-        assert torch.equal(restored[key] == 0, value == 0)  # zeros stay exactly where they were
-
-
-def test_sparse_checkpoint_bad_input_and_foreign_files(tmp_path):
-    model = pruned_mlp(0.5)
-    with pytest.raises(ValueError, match="encoding must be one of"):
-        save_sparse(model, tmp_path / "x.pt", encoding="coo")
-    with pytest.raises(TypeError, match="model_or_state_dict"):
-        save_sparse([1, 2], tmp_path / "x.pt")
-    with pytest.raises(TypeError, match="'bad' is not a tensor"):
-        save_sparse({"w": torch.zeros(3), "bad": 1.5}, tmp_path / "x.pt")
-    assert list(tmp_path.iterdir()) == []  # nothing half-written
-    save_checkpoint({"w": torch.zeros(3)}, tmp_path / "plain.pt")
-    with pytest.raises(CheckpointError, match="not a sparse checkpoint"):
-        load_sparse(tmp_path / "plain.pt")
-    with pytest.raises(CheckpointError, match="does not exist"):
-        load_sparse(tmp_path / "missing.pt")
 
 
 # --- CSR execution ---------------------------------------------------------------------------
