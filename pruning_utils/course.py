@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import re
@@ -26,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+from .checks import check_int, check_positive, check_unit
 from .config import atomic_path, cache_dir, write_atomic
 
 COURSE_REPO = "https://github.com/pruning-course/pruning-course"
@@ -53,10 +53,15 @@ __all__ = [
 
 def colab_url(notebook: str | Path, repo: str = COURSE_REPO, ref: str = COURSE_REF) -> str:
     """The "Open in Colab" address of ``notebooks/<name>.ipynb`` in the published repository."""
+    if not isinstance(notebook, (str, Path)):
+        raise TypeError(f"notebook must be a notebook's file name or path; got {type(notebook).__name__}")
+    name = Path(notebook).name
+    if not re.fullmatch(r"\d\d_[A-Za-z0-9_-]+\.ipynb", name) or str(notebook).startswith(".."):
+        raise ValueError(f"notebook must name a course notebook such as '00_setup_and_baseline.ipynb'; got {notebook!r}")
     match = re.fullmatch(r"https://github\.com/([^/]+/[^/]+?)(?:\.git)?/?", repo)
     if not match:
         raise ValueError(f"repo must be a https://github.com/<owner>/<name> address; got {repo!r}")
-    return f"https://colab.research.google.com/github/{match.group(1)}/blob/{ref}/notebooks/{Path(notebook).name}"
+    return f"https://colab.research.google.com/github/{match.group(1)}/blob/{ref}/notebooks/{name}"
 
 
 def colab_badge(notebook: str | Path) -> str:
@@ -78,10 +83,13 @@ def results_dir() -> Path:
     return cache_dir() / "results"
 
 
-def _number(name: str, value) -> float | int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number; got {value!r}")
-    return value
+_RESULT_RULES = {
+    "accuracy": lambda v, n: check_unit(v, n, " (a fraction: 0.95 for 95%)"),
+    "sparsity": lambda v, n: check_unit(v, n, " (a fraction: 0.9 for 90%)"),
+    "params": lambda v, n: check_int(v, n, 0),
+    "flops": lambda v, n: check_int(v, n, 0),
+    "latency_ms": check_positive,
+}
 
 
 def record_results(notebook: str, headline: str, *, accuracy: float | None = None, sparsity: float | None = None,
@@ -96,7 +104,7 @@ def record_results(notebook: str, headline: str, *, accuracy: float | None = Non
         raise ValueError(f"notebook must be the notebook's two-digit number, e.g. '03'; got {notebook!r}")
     if not isinstance(headline, str) or not headline.strip():
         raise ValueError("headline must be a non-empty sentence")
-    numbers = {k: _number(k, v) for k, v in dict(accuracy=accuracy, sparsity=sparsity, params=params, flops=flops,
+    numbers = {k: _RESULT_RULES[k](v, k) for k, v in dict(accuracy=accuracy, sparsity=sparsity, params=params, flops=flops,
                                                   latency_ms=latency_ms).items() if v is not None}
     path = results_dir() / f"{notebook}.json"
     return write_atomic(path, json.dumps({"notebook": notebook, "headline": headline.strip(), **numbers}, indent=1))

@@ -41,11 +41,13 @@ def test_record_results_writes_one_file_per_notebook(results):
 @pytest.mark.parametrize("kwargs, message", [
     ({"notebook": "3", "headline": "x"}, "two-digit number"),
     ({"notebook": "03", "headline": " "}, "headline must be"),
-    ({"notebook": "03", "headline": "x", "accuracy": float("nan")}, "accuracy must be a finite number"),
-    ({"notebook": "03", "headline": "x", "params": "7k"}, "params must be a finite number"),
+    ({"notebook": "03", "headline": "x", "accuracy": float("nan")}, r"accuracy must be in \[0, 1\]"),
+    ({"notebook": "03", "headline": "x", "params": "7k"}, "params must be an int"),
+    ({"notebook": "03", "headline": "x", "sparsity": 1.5}, r"sparsity must be in \[0, 1\]"),
+    ({"notebook": "03", "headline": "x", "latency_ms": -1.0}, "latency_ms must be a finite number > 0"),
 ])
 def test_record_results_refuses_bad_input(results, kwargs, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises((TypeError, ValueError), match=message):
         course.record_results(**kwargs)
     assert not results.exists() or not list(results.iterdir())
 
@@ -79,9 +81,9 @@ def test_colab_url_is_built_from_the_course_constants():
     owner_repo = course.COURSE_REPO.removeprefix("https://github.com/")
     assert url == (f"https://colab.research.google.com/github/{owner_repo}/blob/{course.COURSE_REF}/"
                    "notebooks/03_structured_pruning.ipynb")
-    assert course.colab_url("x.ipynb", repo="https://github.com/a/b.git", ref="v1").endswith("/a/b/blob/v1/notebooks/x.ipynb")
+    assert course.colab_url("01_x.ipynb", repo="https://github.com/a/b.git", ref="v1").endswith("/a/b/blob/v1/notebooks/01_x.ipynb")
     with pytest.raises(ValueError, match="repo must be"):
-        course.colab_url("x.ipynb", repo="https://gitlab.com/a/b")
+        course.colab_url("01_x.ipynb", repo="https://gitlab.com/a/b")
 
 
 def write_notebook(path, number, fail=False):
