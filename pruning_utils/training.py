@@ -6,9 +6,12 @@ hook in through ``callbacks`` and ``loss_fn`` instead of writing a loop of their
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import hashlib
+import inspect
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -18,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .checks import check_int, check_positive
+from .checks import check_int, check_module, check_positive
 from .config import (
     CheckpointError,
     Profile,
@@ -73,6 +76,21 @@ class Callback:
     def on_epoch_end(self, state: TrainState) -> None:
         """Called after each epoch's evaluation and LR-scheduler step."""
 
+    def _check_trains(self, model: nn.Module, state: TrainState | None) -> None:
+        """Refuse to run inside a :func:`train` call that trains another model than ``model``.
+
+        A callback built for one model acts on that model; in ``train(other, callbacks=[cb])`` it would
+        silently act on a model nobody trains. ``model`` may be the trained model or a part of it (a
+        wrapper such as DDP trains the module it holds). ``state=None`` (a direct call) is not checked.
+        """
+        if state is None or model is state.model or any(m is model for m in state.model.modules()):
+            return
+        raise ValueError(
+            f"{type(self).__name__} was built for a different model than the one train() is training: "
+            f"it acts on a {type(model).__name__} (id {id(model):#x}), train() trains a "
+            f"{type(state.model).__name__} (id {id(state.model):#x}); build it on the model you pass to train()"
+        )
+
 
 class _FunctionCallback(Callback):
     def __init__(self, fn: Callable[[TrainState], None]):
@@ -85,6 +103,9 @@ class _FunctionCallback(Callback):
 def _as_callbacks(callbacks) -> list[Callback]:
     if callbacks is None:
         return []
+    if isinstance(callbacks, (str, bytes)) or not (isinstance(callbacks, (Callback, Iterable)) or callable(callbacks)):
+        raise TypeError(f"callbacks must be a Callback, a function of TrainState, or a list of them; "
+                        f"got {callbacks!r} ({type(callbacks).__name__})")
     if isinstance(callbacks, Callback) or callable(callbacks):
         callbacks = [callbacks]
     out = []
@@ -100,6 +121,7 @@ def _as_callbacks(callbacks) -> list[Callback]:
 
 def build_optimizer(model: nn.Module, profile: str | Profile | None = None, *, lr: float | None = None):
     """SGD with the profile's momentum and weight decay (``lr`` overrides the profile's)."""
+    check_module(model)
     prof = get_profile(profile)
     lr = prof.lr if lr is None else lr
     lr = check_positive(lr, "lr")
@@ -112,6 +134,8 @@ def _milestones(prof: Profile, epochs: int) -> list[int]:
 
 def build_scheduler(optimizer: torch.optim.Optimizer, profile: str | Profile | None = None, *, epochs: int):
     """The profile's step schedule: LR times ``lr_gamma`` at each milestone fraction of ``epochs``."""
+    _check_optimizer_type(optimizer)
+    epochs = check_int(epochs, "epochs", 1)
     prof = get_profile(profile)
     return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=_milestones(prof, epochs), gamma=prof.lr_gamma)
 
@@ -125,7 +149,8 @@ def lr_schedule(profile: str | Profile | None = None, *, epochs: int, lr: float 
     [0.05, 0.05, 0.005000000000000001, 0.0005000000000000001]
     """
     prof = get_profile(profile)
-    lr = prof.lr if lr is None else lr
+    epochs = check_int(epochs, "epochs", 1)
+    lr = check_positive(prof.lr if lr is None else lr, "lr")
     steps = _milestones(prof, epochs)
     return [lr * prof.lr_gamma ** sum(e >= m for m in steps) for e in range(epochs)]
 
@@ -134,15 +159,164 @@ def _cross_entropy(outputs: torch.Tensor, targets: torch.Tensor, inputs: torch.T
     return F.cross_entropy(outputs, targets)
 
 
-def _check_loader(loader, name: str) -> None:
-    if not isinstance(loader, Iterable):
+_LOSS_CONVENTION = ("loss_fn must be a callable loss_fn(outputs, targets) -> scalar tensor, such as "
+                   "nn.CrossEntropyLoss(), or the course's loss_fn(outputs, targets, inputs) -> scalar tensor")
+
+
+def _loss_arity(loss_fn) -> int:
+    """How many positional arguments ``loss_fn`` takes: 2 ``(outputs, targets)`` or 3 ``(..., inputs)``.
+
+    Read once from the signature (an ``nn.Module``'s from its ``forward``): two required positional
+    parameters mean the 2-argument form (``nn.CrossEntropyLoss()``, ``F.cross_entropy``: their further
+    parameters have defaults), three the course's form; a ``*args`` function gets three.
+    """
+    target = loss_fn.forward if isinstance(loss_fn, nn.Module) else loss_fn
+    try:
+        params = inspect.signature(target).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: the documented 3-argument form
+        return 3
+    kinds = inspect.Parameter
+    positional = [p for p in params if p.kind in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD)]
+    required = sum(p.default is kinds.empty for p in positional)
+    varargs = any(p.kind is kinds.VAR_POSITIONAL for p in params)
+    keyword_only = [p.name for p in params if p.kind is kinds.KEYWORD_ONLY and p.default is kinds.empty]
+    if not keyword_only:
+        if required in (2, 3):
+            return required
+        if required < 2 and (varargs or len(positional) >= 3):
+            return 3
+        if required < 2 and len(positional) == 2:
+            return 2
+    raise TypeError(f"{_LOSS_CONVENTION}; got {getattr(loss_fn, '__name__', type(loss_fn).__name__)} "
+                    f"with signature {inspect.signature(target)}")
+
+
+def _as_loss(loss_fn) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+    """``loss_fn`` as the loop calls it, ``(outputs, targets, inputs)``; ``None`` is cross-entropy."""
+    if loss_fn is None:
+        return _cross_entropy
+    if not callable(loss_fn):
+        raise TypeError(f"{_LOSS_CONVENTION}; got {loss_fn!r} ({type(loss_fn).__name__})")
+    if _loss_arity(loss_fn) == 2:
+        return lambda outputs, targets, inputs: loss_fn(outputs, targets)
+    return loss_fn
+
+
+def _checked_loss(loss, name: str = "loss_fn") -> torch.Tensor:
+    if not isinstance(loss, torch.Tensor):
+        raise TypeError(f"{name} must return a scalar tensor; got {type(loss).__name__}")
+    if loss.numel() != 1:
+        raise ValueError(f"{name} must return a scalar tensor (reduce over the batch, e.g. reduction='mean'); "
+                         f"got a tensor of shape {tuple(loss.shape)}")
+    return loss
+
+
+def _check_flag(value, name: str) -> bool:
+    """A True/False switch such as ``progress`` (not a string: ``"no"`` would be true)."""
+    # TODO(checks.py): a check_flag kind would hold this rule for every module.
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False; got {value!r} ({type(value).__name__})")
+    return value
+
+
+def _check_loader(loader, name: str, *, reiterable: bool = False) -> None:
+    """An iterable of ``(inputs, targets)`` batches; with ``reiterable``, one that can be read again.
+
+    A list (or other sequence) of batches has its first batch checked here; a DataLoader's batches are
+    checked as they come (reading one here would advance a shuffling loader's generator).
+    """
+    if isinstance(loader, (str, bytes, torch.Tensor)) or not isinstance(loader, Iterable):
         raise TypeError(f"{name} must be an iterable of (inputs, targets) batches; got {type(loader).__name__}")
+    if reiterable and isinstance(loader, collections.abc.Iterator):
+        raise TypeError(f"{name} must be re-iterable (a DataLoader or a list of batches), not an iterator "
+                        f"({type(loader).__name__}): it would yield nothing after the first pass")
     try:
         empty = len(loader) == 0
     except TypeError:
         empty = False
     if empty:
         raise ValueError(f"{name} is empty: it yields no batches")
+    if isinstance(loader, collections.abc.Sequence):
+        _check_batch(loader[0], name)
+
+
+def _check_batch(batch, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """One ``(inputs, targets)`` batch of ``name``: two tensors, one integer class index per input."""
+    if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+        what = f"a {type(batch).__name__} of length {len(batch)}" if isinstance(batch, (tuple, list)) else type(batch).__name__
+        raise ValueError(f"{name} must yield (inputs, targets) pairs; got {what}")
+    inputs, targets = batch
+    if not isinstance(inputs, torch.Tensor) or not isinstance(targets, torch.Tensor):
+        raise TypeError(f"{name} must yield (inputs, targets) pairs of tensors; got "
+                        f"({type(inputs).__name__}, {type(targets).__name__})")
+    if targets.dim() != 1 or inputs.dim() == 0 or targets.shape[0] != inputs.shape[0]:
+        raise ValueError(f"{name} yields inputs of shape {tuple(inputs.shape)} with targets of shape "
+                         f"{tuple(targets.shape)}: targets must be one class index per input, shape (batch,)")
+    if targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool:
+        raise TypeError(f"{name} yields targets of dtype {targets.dtype}: targets must be integer class indices")
+    return inputs, targets
+
+
+def _batch(batch, name: str, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """One checked ``(inputs, targets)`` batch of ``name``, moved to ``device``."""
+    inputs, targets = _check_batch(batch, name)
+    return inputs.to(device), targets.to(device)
+
+
+def _forward(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, name: str, first: bool) -> torch.Tensor:
+    """``model(inputs)``; the first batch's failure says which loader and shape did not fit."""
+    if first:
+        try:
+            outputs = model(inputs)
+        except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+            if isinstance(exc, torch.cuda.OutOfMemoryError):
+                raise
+            raise ValueError(f"a batch of {name} with inputs of shape {tuple(inputs.shape)} does not fit "
+                             f"model {type(model).__name__}: {exc}") from exc
+    else:
+        outputs = model(inputs)
+    if not isinstance(outputs, torch.Tensor) or outputs.dim() != 2 or outputs.shape[0] != targets.shape[0]:
+        what = tuple(outputs.shape) if isinstance(outputs, torch.Tensor) else type(outputs).__name__
+        raise ValueError(f"model must return logits of shape (batch, classes) = ({targets.shape[0]}, classes) "
+                         f"for a batch of {name}; got {what}")
+    _check_classes(targets, outputs.shape[1], f"{name} yields targets")
+    return outputs
+
+
+def _check_classes(targets: torch.Tensor, classes: int, what: str) -> None:
+    """Every target a class index in [0, classes) (cross-entropy would fail, on a GPU with a device assert)."""
+    if targets.numel() and bool(((targets < 0) | (targets >= classes)).any()):
+        raise ValueError(f"{what} outside [0, {classes}) (the model predicts {classes} classes): "
+                         f"min {int(targets.min())}, max {int(targets.max())}")
+
+
+def _check_optimizer_type(optimizer, name: str = "optimizer") -> torch.optim.Optimizer:
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"{name} must be a torch.optim.Optimizer; got {type(optimizer).__name__}")
+    return optimizer
+
+
+def _check_optimizer(optimizer, model: nn.Module, name: str = "optimizer", model_name: str = "model"):
+    """A ``torch.optim.Optimizer`` that updates at least one parameter of ``model``.
+
+    (An optimizer may hold only some of them, to train part of a model; one that holds none was built
+    for another model and would train nothing.)
+    """
+    # TODO(checks.py): a check_optimizer kind would hold this rule for every module.
+    _check_optimizer_type(optimizer, name)
+    own = {id(p) for p in model.parameters()}
+    if not any(id(p) in own for group in optimizer.param_groups for p in group["params"]):
+        raise ValueError(f"{name} updates none of the parameters of {model_name} ({type(model).__name__}): "
+                         f"it was built for a different model; build it from {model_name}.parameters()")
+    return optimizer
+
+
+def _check_scheduler(scheduler, optimizer) -> None:
+    if not callable(getattr(scheduler, "step", None)):
+        raise TypeError(f"scheduler must be an LR scheduler with a step() method; got {type(scheduler).__name__}")
+    if getattr(scheduler, "optimizer", optimizer) is not optimizer:
+        raise ValueError("scheduler was built for a different optimizer than the one train() uses; "
+                         "build it from the optimizer you pass to train()")
 
 
 @torch.no_grad()
@@ -151,17 +325,18 @@ def evaluate(model: nn.Module, loader, device=None, loss_fn=None) -> dict:
 
     Returns ``{"accuracy": float in [0, 1], "loss": float}``.
     """
+    check_module(model)
     _check_loader(loader, "loader")
     device = get_device(device) if device is not None else _model_device(model)
-    loss_fn = loss_fn or _cross_entropy
+    loss_fn = _as_loss(loss_fn)
     was_training = model.training
     model.eval()
     correct, total, loss_sum = 0, 0, 0.0
     try:
-        for inputs, targets in loader:
-            inputs, targets = inputs.to(device), targets.to(device)
-            outputs = model(inputs)
-            loss_sum += float(loss_fn(outputs, targets, inputs)) * targets.numel()
+        for batch in loader:
+            inputs, targets = _batch(batch, "loader", device)
+            outputs = _forward(model, inputs, targets, "loader", first=total == 0)
+            loss_sum += float(_checked_loss(loss_fn(outputs, targets, inputs))) * targets.numel()
             correct += int((outputs.argmax(dim=1) == targets).sum())
             total += targets.numel()
     finally:
@@ -197,26 +372,40 @@ def train(
     * ``optimizer``: defaults to :func:`build_optimizer` from the profile, and then ``scheduler``
       defaults to the profile's step schedule. Pass your own optimizer (and scheduler, stepped once per
       epoch) to take control.
-    * ``loss_fn(outputs, targets, inputs) -> loss``: defaults to cross-entropy; distillation passes its own.
+    * ``loss_fn``: defaults to cross-entropy. Either a 2-argument loss ``loss_fn(outputs, targets)`` such
+      as ``nn.CrossEntropyLoss()``, or the course's ``loss_fn(outputs, targets, inputs)`` (distillation
+      needs the inputs for its teacher); which one is read once from its signature.
     * ``callbacks``: :class:`Callback` objects or functions called after every optimizer step.
+
+    ``train_loader`` must be re-iterable (a DataLoader or a list, not a generator) and yield
+    ``(inputs, targets)`` pairs; a non-finite loss stops training with a ``ValueError`` (the weights
+    would be NaN from then on).
 
     The history is a dict of per-epoch lists: ``epoch``, ``lr``, ``train_loss``, ``train_acc`` and,
     with ``val_loader``, ``val_loss`` and ``val_acc``.
     """
+    check_module(model)
     prof = get_profile(profile)
     epochs = prof.epochs if epochs is None else epochs
     epochs = check_int(epochs, "epochs", 0)
-    _check_loader(train_loader, "train_loader")
+    _check_loader(train_loader, "train_loader", reiterable=True)
     if val_loader is not None:
-        _check_loader(val_loader, "val_loader")
+        _check_loader(val_loader, "val_loader", reiterable=True)
+    _check_flag(progress, "progress")
+    if not isinstance(desc, str):
+        raise TypeError(f"desc must be a str (the progress bar's label); got {type(desc).__name__}")
+    if optimizer is not None:
+        _check_optimizer(optimizer, model)
+    loss_fn = _as_loss(loss_fn)
+    cbs = _as_callbacks(callbacks)
     device = get_device(device)
     model.to(device)
     if optimizer is None:
         optimizer = build_optimizer(model, prof)
-        if scheduler is None:
+        if scheduler is None and epochs > 0:  # zero epochs: nothing to schedule
             scheduler = build_scheduler(optimizer, prof, epochs=epochs)
-    loss_fn = loss_fn or _cross_entropy
-    cbs = _as_callbacks(callbacks)
+    if scheduler is not None:
+        _check_scheduler(scheduler, optimizer)
 
     history: dict[str, list] = {"epoch": [], "lr": [], "train_loss": [], "train_acc": []}
     if val_loader is not None:
@@ -231,15 +420,19 @@ def train(
         model.train()
         lr = optimizer.param_groups[0]["lr"]
         loss_sum, correct, seen = 0.0, 0, 0
-        for inputs, targets in train_loader:
-            inputs, targets = inputs.to(device), targets.to(device)
-            outputs = model(inputs)
-            loss = loss_fn(outputs, targets, inputs)
+        for batch in train_loader:
+            inputs, targets = _batch(batch, "train_loader", device)
+            outputs = _forward(model, inputs, targets, "train_loader", first=state.step == 0)
+            loss = _checked_loss(loss_fn(outputs, targets, inputs))
+            loss_value = float(loss.detach())
+            if not math.isfinite(loss_value):
+                raise ValueError(f"the training loss is {loss_value} at epoch {epoch + 1}, step {state.step + 1}: "
+                                 "training diverged (lower the learning rate) or train_loader yields NaN/inf inputs")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             state.step += 1
-            state.loss = float(loss.detach())
+            state.loss = loss_value
             loss_sum += state.loss * targets.numel()
             correct += int((outputs.detach().argmax(dim=1) == targets).sum())
             seen += targets.numel()
@@ -284,8 +477,12 @@ def fine_tune(
     Defaults: the profile's ``finetune_epochs`` and ``10 x`` its final learning rate. Masks from
     :mod:`pruning_utils.masks` hold throughout; nothing else is needed.
     """
+    for key in ("optimizer", "scheduler"):
+        if key in train_kwargs:
+            raise TypeError(f"fine_tune builds its own {key} (constant lr); call train(...) to pass one")
     prof = get_profile(profile)
     epochs = prof.finetune_epochs if epochs is None else epochs
+    epochs = check_int(epochs, "epochs", 0)
     lr = 10 * final_lr(prof) if lr is None else lr
     optimizer = build_optimizer(model, prof, lr=lr)
     return train(model, train_loader, epochs=epochs, profile=prof, optimizer=optimizer,
@@ -332,7 +529,13 @@ def train_baseline(
     """Train the profile's dense baseline once and cache it; later calls load the cached copy.
 
     Each call returns a new model object, so a notebook can prune it without touching the cache.
+    Either way it leaves the global random generators (python, numpy, torch) exactly as
+    ``seed_everything(profile.seed)`` leaves them: what follows is repeatable whether the baseline was
+    trained now or loaded (a cached load does not train, so it could not otherwise end in the state
+    training ends in).
     """
+    _check_flag(retrain, "retrain")
+    _check_flag(progress, "progress")
     prof = get_profile(profile)
     path = baseline_path(prof)
     device = get_device(device)
@@ -347,6 +550,7 @@ def train_baseline(
                 f"checkpoint {str(path)!r} is not a baseline of profile {prof.name!r} ({exc}); "
                 "delete it or call train_baseline(retrain=True)"
             ) from exc
+        seed_everything(prof.seed)  # the state a fresh train leaves (see the docstring)
         return BaselineResult(model.to(device), history, test_acc, val_acc, path, trained_now=False)
 
     seed_everything(prof.seed)
@@ -368,4 +572,5 @@ def train_baseline(
         },
         path,
     )
+    seed_everything(prof.seed)  # the same state as after a cached load
     return BaselineResult(model, history, test_acc, val_acc, path, trained_now=True)

@@ -151,3 +151,211 @@ def test_quick_baseline_reaches_95_percent():
     result = train_baseline("quick", progress=False)
     assert isinstance(result.model, SmallCNN)
     assert result.test_accuracy >= 0.95
+
+
+# --- inputs checked where they enter (issue 14) --------------------------------------------------
+
+import inspect  # noqa: E402
+import random  # noqa: E402
+
+import numpy as np  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+
+
+def few_batches(n=32, batch_size=8, channels=1, seed=0):
+    """A small random loader shaped like the digits (4 batches)."""
+    g = torch.Generator().manual_seed(seed)
+    data = TensorDataset(torch.randn(n, channels, 8, 8, generator=g), torch.randint(0, 10, (n,), generator=g))
+    return DataLoader(data, batch_size=batch_size)
+
+
+def trained_weights(loss_fn=None, epochs=1):
+    model = fresh_model()
+    history = train(model, few_batches(), profile=TINY, epochs=epochs, loss_fn=loss_fn, progress=False, device="cpu")
+    return model.state_dict(), history
+
+
+def ce(outputs, targets):
+    return torch.nn.functional.cross_entropy(outputs, targets)
+
+
+def test_loss_convention_is_read_from_the_signature_two_or_three_arguments():
+    from pruning_utils.training import fine_tune
+
+    # 2 arguments (outputs, targets), as nn.CrossEntropyLoss(): the same run as the default loss
+    reference, ref_history = trained_weights()
+    for loss_fn in (nn.CrossEntropyLoss(), torch.nn.functional.cross_entropy, ce):
+        weights, history = trained_weights(loss_fn)
+        assert all(torch.equal(reference[k], weights[k]) for k in reference), loss_fn
+        assert history["train_loss"] == ref_history["train_loss"]
+    model, loader = fresh_model(), few_batches()
+    assert evaluate(model, loader, loss_fn=nn.CrossEntropyLoss()) == evaluate(model, loader)
+    a, b = fresh_model(), fresh_model()
+    fine_tune(a, loader, epochs=1, profile=TINY, device="cpu", progress=False)
+    fine_tune(b, loader, epochs=1, profile=TINY, device="cpu", progress=False, loss_fn=nn.CrossEntropyLoss())
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+    # 3 arguments (outputs, targets, inputs), the course's form: the inputs arrive
+    seen = {}
+
+    def with_inputs(outputs, targets, inputs):
+        seen["inputs"] = inputs.shape
+        return ce(outputs, targets)
+
+    def varargs(*args):
+        seen["n"] = len(args)
+        return ce(args[0], args[1])
+
+    class ModuleLoss(nn.Module):  # an nn.Module's convention is read from its forward
+        def forward(self, outputs, targets, inputs):
+            seen["module"] = inputs.shape
+            return ce(outputs, targets)
+
+    for loss_fn in (with_inputs, varargs, ModuleLoss()):
+        train(fresh_model(), few_batches(), profile=TINY, epochs=1, loss_fn=loss_fn, progress=False, device="cpu")
+    assert seen == {"inputs": (8, 1, 8, 8), "n": 3, "module": (8, 1, 8, 8)}
+
+
+@pytest.mark.parametrize("loss_fn, error", [
+    ("cross_entropy", TypeError),
+    (lambda outputs: outputs.sum(), TypeError),
+    (lambda outputs, targets, inputs, extra: outputs.sum(), TypeError),
+    (lambda outputs, targets, *, weight: outputs.sum(), TypeError),
+])
+def test_a_loss_of_another_convention_is_refused_before_training(loss_fn, error):
+    model = fresh_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(error, match=r"loss_fn must be a callable loss_fn\(outputs, targets\)"):
+        train(model, few_batches(), profile=TINY, epochs=1, loss_fn=loss_fn, progress=False, device="cpu")
+    with pytest.raises(error, match=r"loss_fn must be a callable"):
+        evaluate(model, few_batches(), loss_fn=loss_fn)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_a_loss_must_be_a_finite_scalar_tensor():
+    kw = dict(profile=TINY, epochs=1, progress=False, device="cpu")
+    with pytest.raises(ValueError, match=r"loss_fn must return a scalar tensor .*got a tensor of shape \(8,\)"):
+        train(fresh_model(), few_batches(), loss_fn=nn.CrossEntropyLoss(reduction="none"), **kw)
+    with pytest.raises(TypeError, match="loss_fn must return a scalar tensor; got float"):
+        train(fresh_model(), few_batches(), loss_fn=lambda out, y: 1.0, **kw)
+    nan_inputs = [(torch.full((4, 1, 8, 8), float("nan")), torch.zeros(4, dtype=torch.long))]
+    model = fresh_model()
+    before = {k: v.clone() for k, v in model.named_parameters()}
+    with pytest.raises(ValueError, match="training loss is nan at epoch 1, step 1"):
+        train(model, nan_inputs, **kw)
+    assert all(torch.equal(before[k], v) for k, v in model.named_parameters()), "no NaN step was taken"
+
+
+def test_optimizer_and_scheduler_must_belong_to_the_trained_model():
+    kw = dict(profile=TINY, epochs=1, progress=False, device="cpu")
+    model, other = fresh_model(0), fresh_model(1)
+    foreign = build_optimizer(other, TINY)
+    with pytest.raises(ValueError, match="optimizer updates none of the parameters of model .*different model"):
+        train(model, few_batches(), optimizer=foreign, **kw)
+    with pytest.raises(TypeError, match="optimizer must be a torch.optim.Optimizer; got str"):
+        train(model, few_batches(), optimizer="sgd", **kw)
+    own = build_optimizer(model, TINY)
+    with pytest.raises(ValueError, match="scheduler was built for a different optimizer"):
+        train(model, few_batches(), optimizer=own, scheduler=build_scheduler(foreign, TINY, epochs=1), **kw)
+    with pytest.raises(TypeError, match="scheduler must be an LR scheduler"):
+        train(model, few_batches(), optimizer=own, scheduler="step", **kw)
+    # an optimizer over part of the model (a frozen body) is fine: only that part moves
+    head_only = torch.optim.SGD(model.fc.parameters(), lr=0.1)
+    conv = model.conv1.weight.clone()
+    train(model, few_batches(), optimizer=head_only, **kw)
+    assert torch.equal(model.conv1.weight, conv)
+
+
+@pytest.mark.parametrize("loader, error, message", [
+    ([(torch.zeros(2, 1, 8, 8), torch.zeros(2, dtype=torch.long), 0)], ValueError,
+     r"train_loader must yield \(inputs, targets\) pairs; got a tuple of length 3"),
+    ([torch.zeros(2, 1, 8, 8)], ValueError, r"train_loader must yield \(inputs, targets\) pairs; got Tensor"),
+    ([([0.0] * 64, [1])], TypeError, r"pairs of tensors; got \(list, list\)"),
+    ([(torch.zeros(8, 1, 8, 8), torch.zeros(4, dtype=torch.long))], ValueError,
+     r"train_loader yields inputs of shape \(8, 1, 8, 8\) with targets of shape \(4,\)"),
+    (few_batches(channels=3), ValueError, r"a batch of train_loader with inputs of shape \(8, 3, 8, 8\) does not fit model SmallCNN"),
+    ((b for b in few_batches()), TypeError, "train_loader must be re-iterable"),
+    (torch.zeros(4, 1, 8, 8), TypeError, "train_loader must be an iterable of"),
+    ([(torch.zeros(4, 1, 8, 8), torch.zeros(4))], TypeError, "train_loader yields targets of dtype torch.float32"),
+    ([(torch.zeros(4, 1, 8, 8), torch.tensor([0, 1, 10, 2]))], ValueError,
+     r"train_loader yields targets outside \[0, 10\) \(the model predicts 10 classes\): min 0, max 10"),
+])
+def test_bad_batches_name_the_loader(loader, error, message):
+    with pytest.raises(error, match=message):
+        train(fresh_model(), loader, profile=TINY, epochs=2, progress=False, device="cpu")
+
+
+def test_evaluate_checks_its_loader_and_reads_a_generator_once():
+    model = fresh_model()
+    with pytest.raises(ValueError, match=r"a batch of loader with inputs of shape \(8, 3, 8, 8\)"):
+        evaluate(model, few_batches(channels=3))
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module; got str"):
+        evaluate("model", few_batches())
+    assert evaluate(model, (b for b in few_batches())) == evaluate(model, few_batches())
+
+
+def test_model_outputs_must_be_logits_per_sample():
+    flat = nn.Sequential(nn.Flatten(0), nn.Linear(8 * 64, 10))  # mixes the batch: one row of logits
+    with pytest.raises(ValueError, match=r"model must return logits of shape \(batch, classes\) = \(8, classes\)"):
+        train(flat, few_batches(), profile=TINY, epochs=1, progress=False, device="cpu")
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"progress": "yes"}, TypeError, "progress must be True or False; got 'yes'"),
+    ({"desc": 5}, TypeError, "desc must be a str"),
+    ({"callbacks": "cb"}, TypeError, "callbacks must be a Callback, a function of TrainState, or a list of them; got 'cb'"),
+])
+def test_train_rejects_more_bad_arguments(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        train(fresh_model(), few_batches(), profile=TINY, **{"progress": False, **kwargs})
+
+
+def test_helpers_reject_bad_arguments():
+    from pruning_utils.training import fine_tune, lr_schedule
+
+    for call in (lambda: train("model", few_batches(), profile=TINY, progress=False), lambda: build_optimizer("model")):
+        with pytest.raises(TypeError, match="model must be a torch.nn.Module; got str"):
+            call()
+    with pytest.raises(TypeError, match="optimizer must be a torch.optim.Optimizer; got str"):
+        build_scheduler("opt", epochs=3)
+    opt = build_optimizer(fresh_model(), TINY)
+    for epochs in (0, -1):
+        with pytest.raises(ValueError, match=f"epochs must be an int >= 1; got {epochs}"):
+            build_scheduler(opt, TINY, epochs=epochs)
+        with pytest.raises(ValueError, match=f"epochs must be an int >= 1; got {epochs}"):
+            lr_schedule(TINY, epochs=epochs)
+    with pytest.raises(TypeError, match="epochs must be an int >= 1; got 2.5"):
+        lr_schedule(TINY, epochs=2.5)
+    for lr in (float("nan"), -1.0, 0.0):
+        with pytest.raises(ValueError, match="lr must be a finite number > 0"):
+            lr_schedule(TINY, epochs=3, lr=lr)
+    with pytest.raises(TypeError, match="fine_tune builds its own optimizer"):
+        fine_tune(fresh_model(), few_batches(), epochs=1, optimizer=opt, progress=False)
+    with pytest.raises(TypeError, match="retrain must be True or False; got 'yes'"):
+        train_baseline(TINY, retrain="yes", progress=False)
+    with pytest.raises(TypeError, match="progress must be True or False; got 'no'"):
+        train_baseline(TINY, progress="no")
+    assert not baseline_path(TINY).exists(), "a refused call trains nothing"
+
+
+def rng_draws():
+    return torch.rand(3), np.random.rand(), random.random()
+
+
+def test_baseline_leaves_the_global_rng_as_a_fresh_seed_cached_or_not():
+    prof = TINY.replace(epochs=1, seed=3)
+    seed_everything(prof.seed)
+    expected = rng_draws()  # what a fresh seed_everything(seed) hands out next
+
+    torch.manual_seed(11), np.random.seed(11), random.seed(11)
+    first = train_baseline(prof, progress=False, device="cpu")
+    after_training = rng_draws()
+    torch.manual_seed(22), np.random.seed(22), random.seed(22)  # a different state before the cached call
+    second = train_baseline(prof, progress=False, device="cpu")
+    after_loading = rng_draws()
+
+    assert first.trained_now and not second.trained_now
+    for got in (after_training, after_loading):
+        assert torch.equal(got[0], expected[0]) and got[1] == expected[1] and got[2] == expected[2]
+    assert "seed_everything(profile.seed)" in inspect.getdoc(train_baseline)
