@@ -184,20 +184,19 @@ class CSRLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_parameters()
         self._check_input(x)
+        w, b, name = self.weight, self.bias, f"{self._label()}.weight"
         flat = x.reshape(math.prod(x.shape[:-1]), self.in_features)
-        name = f"{self._label()}.weight"
         if self.uses_native(x):  # the kernel checks the indices as it goes
             # flat.T is already contiguous when flat came out of a native CSR layer
-            out = spmm._run(self.weight, self.bias, flat.T.contiguous(), name).T
+            out = spmm._run(w, b, flat.T.contiguous(), name).T
         else:
-            spmm.check_csr(self.weight, name)  # torch's CSR kernels trust the indices: a bad one crashes them
+            spmm.check_csr(w, name)  # torch's CSR kernels trust the indices: a bad one crashes them
             if flat.shape[0] == 1:  # one input: a sparse matrix-vector product
-                out = torch.mv(self.weight, flat[0]) if self.bias is None else torch.addmv(self.bias, self.weight,
-                                                                                           flat[0])
-            elif self.bias is None:
-                out = (self.weight @ flat.T).T
+                out = torch.mv(w, flat[0]) if b is None else torch.addmv(b, w, flat[0])
+            elif b is None:
+                out = (w @ flat.T).T
             else:
-                out = torch.addmm(self.bias.unsqueeze(1), self.weight, flat.T).T
+                out = torch.addmm(b.unsqueeze(1), w, flat.T).T
         return out.reshape(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
