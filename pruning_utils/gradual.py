@@ -21,7 +21,7 @@ from torch import nn
 
 from .checks import check_fraction, check_int, check_scope, check_step
 from .masks import magnitude_prune, prunable_layers, sparsity
-from .training import Callback
+from .training import Callback, _check_flag
 
 __all__ = ["GradualPruner", "cubic_sparsity", "pruning_steps"]
 
@@ -76,6 +76,7 @@ class GradualPruner(Callback):
     * as the tutorial does, calling ``pruner.step(global_step)`` after every optimizer step, or
     * as a callback of :func:`pruning_utils.train` (``callbacks=[pruner]``); it then counts the
       optimizer steps it has seen (``pruner.current_step``), so one pruner can span several ``train`` calls.
+      ``train`` must train the pruner's ``model`` (or a model that contains it), else ``ValueError``.
 
     ``scope="global"`` (default) ranks all prunable layers' weights together; ``"layer"`` brings every
     layer to the same sparsity. ``include``/``exclude``/``skip_first``/``skip_last`` choose the layers
@@ -92,6 +93,8 @@ class GradualPruner(Callback):
         (self.initial_sparsity, self.final_sparsity, self.begin_step, self.end_step,
          self.frequency) = _check_schedule(initial_sparsity, final_sparsity, begin_step, end_step, frequency)
         check_scope(scope)
+        _check_flag(skip_first, "skip_first")
+        _check_flag(skip_last, "skip_last")
         self.model = model
         self.scope = scope
         self.layers = prunable_layers(model, include, exclude, skip_first=skip_first, skip_last=skip_last)
@@ -150,7 +153,12 @@ class GradualPruner(Callback):
     # -- callback of pruning_utils.train -------------------------------------------------------------
 
     def on_train_begin(self, state) -> None:
-        """Apply the schedule's target for the step training starts from (``initial_sparsity`` at step 0)."""
+        """Apply the schedule's target for the step training starts from (``initial_sparsity`` at step 0).
+
+        Refuses (``ValueError``) a ``train`` call that trains another model than the pruner's: the pruner
+        would prune a model nobody trains.
+        """
+        self._check_trains(self.model, state)
         self.step(self.current_step)
 
     def on_step_end(self, state) -> None:

@@ -216,3 +216,32 @@ def test_bad_steps_and_models():
     with pytest.raises(ValueError, match="no prunable layer"):
         GradualPruner(nn.Sequential(nn.ReLU()))
     assert copy.deepcopy(pruner).compute_sparsity(10) == 0.5
+
+
+# -- the callback acts on the model train() trains (issue 14) -----------------------------------
+
+
+def test_a_pruner_refuses_a_train_call_on_another_model_and_accepts_one_that_contains_its_model():
+    built_for, trained = tiny_cnn(0), tiny_cnn(1)
+    before = {k: v.clone() for k, v in trained.state_dict().items()}
+    pruner = GradualPruner(built_for, 0.3, 0.6, begin_step=0, end_step=4, frequency=2)
+    with pytest.raises(ValueError, match=r"GradualPruner was built for a different model than the one train\(\) "
+                                         r"is training: it acts on a SmallCNN .* train\(\) trains a SmallCNN"):
+        train(trained, random_loader(), epochs=1, callbacks=[pruner], progress=False, device="cpu")
+    assert zeros_and_total(built_for)[0] == 0, "the model nobody trains was not pruned"
+    assert all(torch.equal(before[k], v) for k, v in trained.state_dict().items()), "nothing was trained"
+    assert pruner.history == [] and pruner.current_step == 0
+
+    model = tiny_cnn()
+    wrapped = nn.Sequential(model)  # e.g. a wrapper (DDP) that trains the module it holds
+    pruner = GradualPruner(model, 0.0, 0.5, begin_step=0, end_step=6, frequency=3)
+    train(wrapped, random_loader(), epochs=1, callbacks=[pruner], progress=False, device="cpu")
+    zeros, total = zeros_and_total(model)
+    assert pruner.done and zeros == round(0.5 * total)
+
+
+@pytest.mark.parametrize("kwargs", [dict(skip_first="yes"), dict(skip_last=1)])
+def test_layer_switches_must_be_booleans(kwargs):
+    name = next(iter(kwargs))
+    with pytest.raises(TypeError, match=f"{name} must be True or False"):
+        GradualPruner(tiny_cnn(), **kwargs)
