@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checks import check_positive, check_unit
+from .checks import check_module, check_positive, check_tensor, check_unit
 from .config import Profile, get_device, get_profile
-from .training import _model_device, build_optimizer, final_lr, train
+from .training import _check_classes, _check_optimizer, _model_device, build_optimizer, final_lr, train
 
 __all__ = ["DistillationFineTuner", "distillation_loss", "soft_targets"]
 
@@ -45,10 +45,14 @@ def soft_targets(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     >>> soft_targets(torch.tensor([[2.0, 0.0]]), 1e9).tolist()
     [[0.5, 0.5]]
     """
+    check_tensor(logits, "logits", floating=True)
     return F.softmax(logits / _check_temperature(temperature), dim=-1)
 
 
-def _check_logits(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> None:
+def _check_logits(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor) -> None:
+    check_tensor(student_logits, "student_logits", floating=True)
+    check_tensor(teacher_logits, "teacher_logits", floating=True)
+    check_tensor(targets, "targets")
     if student_logits.dim() != 2:
         raise ValueError(f"student_logits must have shape (batch, classes); got {tuple(student_logits.shape)}")
     if tuple(teacher_logits.shape) != tuple(student_logits.shape):
@@ -56,6 +60,12 @@ def _check_logits(student_logits: torch.Tensor, teacher_logits: torch.Tensor) ->
             f"teacher_logits shape {tuple(teacher_logits.shape)} does not match student_logits shape "
             f"{tuple(student_logits.shape)}: teacher and student must predict the same classes for the same batch"
         )
+    if targets.dim() != 1 or targets.shape[0] != student_logits.shape[0]:
+        raise ValueError(f"targets of shape {tuple(targets.shape)} do not match a batch of "
+                         f"{student_logits.shape[0]} logits: one class index per sample, shape (batch,)")
+    if targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool:
+        raise TypeError(f"targets must be integer class indices; got dtype {targets.dtype}")
+    _check_classes(targets, student_logits.shape[1], "targets")
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,
@@ -65,7 +75,7 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     The teacher's logits are detached: gradients reach the student only.
     """
     temperature, alpha = _check_temperature(temperature), _check_alpha(alpha)
-    _check_logits(student_logits, teacher_logits)
+    _check_logits(student_logits, teacher_logits, targets)
     log_student = F.log_softmax(student_logits / temperature, dim=1)
     log_teacher = F.log_softmax(teacher_logits.detach() / temperature, dim=1)
     soft = F.kl_div(log_student, log_teacher, reduction="batchmean", log_target=True) * temperature**2
@@ -85,12 +95,49 @@ def _num_classes(model: nn.Module) -> int | None:
     return None if last is None else last.out_features
 
 
+def _tensors(model: nn.Module):
+    """Every parameter and buffer of ``model`` with its name (shared ones under each of their names)."""
+    yield from model.named_parameters(remove_duplicate=False)
+    yield from model.named_buffers(remove_duplicate=False)
+
+
+def _storage(tensor: torch.Tensor):
+    """Where the tensor's memory lives, or None for a tensor without any (empty, meta)."""
+    if tensor.numel() == 0 or tensor.device.type == "meta":
+        return None
+    return tensor.device, tensor.untyped_storage().data_ptr()
+
+
+def _shared_tensor(student: nn.Module, teacher: nn.Module) -> tuple[str, str] | None:
+    """The first ``(student name, teacher name)`` of a parameter or buffer both models hold, else None.
+
+    Shared means the same object or the same memory (a view, ``nn.Parameter(t.data)``, a ``copy.copy``).
+    """
+    by_id, by_storage = {}, {}
+    for name, tensor in _tensors(teacher):
+        by_id.setdefault(id(tensor), name)
+        where = _storage(tensor)
+        if where is not None:
+            by_storage.setdefault(where, name)
+    for name, tensor in _tensors(student):
+        other = by_id.get(id(tensor))
+        if other is None:
+            where = _storage(tensor)
+            other = None if where is None else by_storage.get(where)
+        if other is not None:
+            return name, other
+    return None
+
+
 class DistillationFineTuner:
     """Fine-tune ``student_model`` on labels plus the soft outputs of a frozen ``teacher_model``.
 
     ``temperature`` must be > 0 and ``alpha`` (the weight of the teacher's term) in [0, 1]. The teacher
     is put in eval mode, frozen (``requires_grad_(False)``) and moved to the student's device (or
     ``device``); copy the student *before* building the fine-tuner, or the copy is frozen too.
+    A student that shares any parameter or buffer with the teacher (the same object, the same
+    memory, or a ``copy.copy``) is refused: freezing the teacher would freeze it, and training it would
+    change the teacher. Make the student with ``copy.deepcopy(teacher_model)``.
 
     >>> teacher, student = nn.Linear(4, 3), nn.Linear(4, 3)
     >>> kd = DistillationFineTuner(student, teacher, temperature=2.0, alpha=0.5)
@@ -100,12 +147,18 @@ class DistillationFineTuner:
 
     def __init__(self, student_model: nn.Module, teacher_model: nn.Module, temperature: float = 4.0,
                  alpha: float = 0.5, *, device=None):
-        for name, model in (("student_model", student_model), ("teacher_model", teacher_model)):
-            if not isinstance(model, nn.Module):
-                raise TypeError(f"{name} must be a torch.nn.Module; got {type(model).__name__}")
+        check_module(student_model, "student_model")
+        check_module(teacher_model, "teacher_model")
         if student_model is teacher_model:
             raise ValueError("student_model and teacher_model are the same object; distil into a copy "
                              "(copy.deepcopy(teacher_model)) so the teacher stays unchanged")
+        shared = _shared_tensor(student_model, teacher_model)
+        if shared is not None:
+            raise ValueError(
+                f"student_model and teacher_model share a tensor (student {shared[0]!r} is teacher {shared[1]!r}): "
+                "the teacher is frozen, so the student would be frozen too and training it would change the "
+                "teacher; distil into copy.deepcopy(teacher_model)"
+            )
         if not any(p.requires_grad for p in student_model.parameters()):
             raise ValueError("student_model has no parameter with requires_grad=True (a copy of a frozen teacher?); "
                              "call student_model.requires_grad_(True) first")
@@ -129,6 +182,7 @@ class DistillationFineTuner:
     @torch.no_grad()
     def teacher_logits(self, inputs: torch.Tensor) -> torch.Tensor:
         """The frozen teacher's logits for ``inputs`` (eval mode, no gradient)."""
+        check_tensor(inputs, "inputs")
         if self.teacher.training:  # someone called .train() on it: batch-norm statistics must not move
             self.teacher.eval()
         return self.teacher(inputs.to(_model_device(self.teacher)))
@@ -143,6 +197,9 @@ class DistillationFineTuner:
 
     def train_step(self, inputs: torch.Tensor, targets: torch.Tensor, optimizer: torch.optim.Optimizer) -> float:
         """One optimizer step of the student on one batch; return the loss."""
+        check_tensor(inputs, "inputs")
+        check_tensor(targets, "targets")
+        _check_optimizer(optimizer, self.student, model_name="student_model")
         self.student.train()
         inputs, targets = inputs.to(self.device), targets.to(self.device)
         loss = self.loss_fn(self.student(inputs), targets, inputs)
@@ -172,6 +229,8 @@ class DistillationFineTuner:
             optimizer = build_optimizer(self.student, prof, lr=10 * final_lr(prof) if lr is None else lr)
         elif lr is not None:
             raise ValueError("pass either optimizer or lr, not both")
+        else:
+            _check_optimizer(optimizer, self.student, model_name="student_model")
         return train(self.student, train_loader, epochs=epochs, profile=prof, optimizer=optimizer,
                      scheduler=scheduler, val_loader=val_loader, device=self.device, loss_fn=self.loss_fn,
                      callbacks=callbacks, progress=progress, desc=desc)

@@ -218,3 +218,83 @@ def test_other_bad_inputs():
         DistillationFineTuner(nn.Linear(2, 3).requires_grad_(False), nn.Linear(2, 3))
     with pytest.raises(ValueError, match=r"student_logits must have shape \(batch, classes\)"):
         distillation_loss(torch.zeros(3), torch.zeros(3), torch.tensor([0]))
+
+
+# -- inputs checked where they enter (issue 14) ---------------------------------------------------
+
+
+def _copy_shallow(teacher):
+    return copy.copy(teacher)  # shares the parameter dict, hence every weight
+
+
+def _share_a_layer(teacher):
+    student = copy.deepcopy(teacher)
+    student.fc = teacher.fc
+    return student
+
+
+def _share_memory(teacher):
+    student = copy.deepcopy(teacher)
+    student.conv1.weight = nn.Parameter(teacher.conv1.weight.data)  # a new Parameter over the same storage
+    return student
+
+
+def _share_a_view(teacher):
+    student = copy.deepcopy(teacher)
+    student.fc.bias = nn.Parameter(teacher.fc.bias.data[:])
+    return student
+
+
+def _share_a_buffer(teacher):
+    student = copy.deepcopy(teacher)
+    student.bn1.running_mean = teacher.bn1.running_mean  # training the student would move the teacher's statistics
+    return student
+
+
+@pytest.mark.parametrize("make_student, where", [
+    (_copy_shallow, "conv1.weight"), (_share_a_layer, "fc.weight"), (_share_memory, "conv1.weight"),
+    (_share_a_view, "fc.bias"), (_share_a_buffer, "bn1.running_mean"),
+])
+def test_a_student_sharing_a_tensor_with_the_teacher_is_refused(make_student, where):
+    _, teacher = tiny_models()
+    student = make_student(teacher)
+    with pytest.raises(ValueError, match=f"student_model and teacher_model share a tensor \\(student '{where}'"):
+        DistillationFineTuner(student, teacher)
+    # refused before anything was frozen
+    assert all(p.requires_grad for p in student.parameters()) and teacher.training
+
+
+def test_the_sharing_check_accepts_a_deep_copy_and_refuses_a_shared_layer():
+    student, teacher = tiny_models()  # copy.deepcopy of the teacher
+    kd = DistillationFineTuner(student, teacher)
+    assert all(p.requires_grad for p in kd.student.parameters())
+    with pytest.raises(ValueError, match="share a tensor"):  # the same check, the other way round
+        DistillationFineTuner(_share_a_layer(teacher), teacher)
+
+
+def test_tensors_and_optimizers_are_checked():
+    student, teacher = tiny_models()
+    kd = DistillationFineTuner(student, teacher)
+    x, y = torch.randn(4, 1, 8, 8), torch.randint(0, 10, (4,))
+    with pytest.raises(ValueError, match="optimizer updates none of the parameters of student_model"):
+        kd.train_step(x, y, torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1))
+    with pytest.raises(TypeError, match="optimizer must be a torch.optim.Optimizer; got str"):
+        kd.train_step(x, y, "sgd")
+    with pytest.raises(TypeError, match="inputs must be a torch.Tensor; got str"):
+        kd.train_step("x", y, build_optimizer(student, "quick"))
+    with pytest.raises(TypeError, match="inputs must be a torch.Tensor; got list"):
+        kd.teacher_logits([[0.0]])
+    with pytest.raises(ValueError, match="optimizer updates none of the parameters of student_model"):
+        kd.fit(small_loader(64), 1, optimizer=torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1), progress=False)
+    with pytest.raises(TypeError, match="student_logits must be a torch.Tensor; got str"):
+        distillation_loss("logits", torch.zeros(2, 3), torch.tensor([0, 1]))
+    with pytest.raises(TypeError, match="teacher_logits must be a floating-point tensor"):
+        distillation_loss(torch.zeros(2, 3), torch.zeros(2, 3, dtype=torch.long), torch.tensor([0, 1]))
+    with pytest.raises(TypeError, match="logits must be a floating-point tensor"):
+        soft_targets(torch.tensor([[2, 0]]), 2.0)
+    with pytest.raises(ValueError, match=r"targets of shape \(1,\) do not match a batch of 2 logits"):
+        distillation_loss(torch.zeros(2, 3), torch.zeros(2, 3), torch.tensor([0]))
+    with pytest.raises(ValueError, match=r"targets outside \[0, 3\) .*max 3"):
+        distillation_loss(torch.zeros(2, 3), torch.zeros(2, 3), torch.tensor([0, 3]))
+    with pytest.raises(TypeError, match="targets must be integer class indices; got dtype torch.float32"):
+        distillation_loss(torch.zeros(2, 3), torch.zeros(2, 3), torch.tensor([0.0, 1.0]))
