@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 
 import torch
 from torch import nn
 
-from .checks import check_fraction, check_int, check_positive, check_scope
+from .checks import check_choice, check_fraction, check_int, check_positive, check_scope
 from .config import Profile, get_device, get_profile
 from .masks import load_weights_keep_masks, magnitude_prune, prunable_layers, sparsity
-from .training import Callback, build_optimizer, evaluate, lr_schedule, train
+from .training import (Callback, _check_flag, _check_loader, _check_optimizer, build_optimizer, evaluate,
+                       lr_schedule, train)
 
 __all__ = ["LRRewindPruner", "MODES", "iterative_targets"]
 
@@ -46,9 +48,27 @@ def iterative_targets(target_sparsity: float, per_round: float = 0.2) -> list[fl
     return steps + [target]
 
 
+_PARAMETRIZED = re.compile(r"(^|\.)parametrizations\.(\w+)\.original$")
+_PARAMETRIZATION_STATE = re.compile(r"(^|\.)parametrizations\.\w+\.\d+\.")
+
+
 def _plain_name(name: str) -> str:
-    """``conv1.parametrizations.weight.original`` -> ``conv1.weight``: masked or not, one name."""
-    return name.replace(".parametrizations.weight.original", ".weight")
+    """``conv1.parametrizations.weight.original`` -> ``conv1.weight``: masked or not, one name.
+
+    A model that is itself the layer (a bare ``nn.Linear``) has no prefix:
+    ``parametrizations.weight.original`` -> ``weight``.
+    """
+    return _PARAMETRIZED.sub(r"\1\2", name)
+
+
+def _plain_state(model: nn.Module) -> dict:
+    """A copy of ``model``'s weights under plain names, masks left out (masked weights as ``original * mask``).
+
+    What a rewind point keeps: loading it later must keep the masks the model has *then* (loading the
+    masks saved here would bring pruned weights back).
+    """
+    return {_plain_name(k): v.detach().clone() for k, v in model.state_dict().items()
+            if not _PARAMETRIZATION_STATE.search(k)}
 
 
 def _state_by_name(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
@@ -73,6 +93,7 @@ class _SaveAtEpoch(Callback):
         self.pruner, self.epoch = pruner, epoch
 
     def on_train_begin(self, state):
+        self._check_trains(self.pruner.model, state)
         if self.epoch == 0:
             self.pruner.save_rewind_point(state.optimizer)
 
@@ -99,6 +120,7 @@ class LRRewindPruner:
             raise ValueError(f"rewind_epoch must be an int in [0, {self.total_epochs}) (total_epochs); got {rewind_epoch!r}")
         initial_lr = check_positive(initial_lr, "initial_lr")
         check_scope(scope)
+        _check_flag(progress, "progress")
         self.model = model
         self.initial_lr = float(initial_lr)
         self.rewind_epoch = rewind_epoch
@@ -113,23 +135,43 @@ class LRRewindPruner:
     # -- the tutorial's API, made real -------------------------------------------------------
 
     def lr_at(self, epoch: int) -> float:
-        """The dense schedule's LR at ``epoch`` (0-based)."""
+        """The dense schedule's LR at ``epoch`` (0-based; epochs past the end get the final LR)."""
+        epoch = check_int(epoch, "epoch", 0)
         return self.schedule[min(epoch, self.total_epochs - 1)]
 
     def save_rewind_point(self, optimizer: torch.optim.Optimizer) -> dict:
-        """Remember the weights, the optimizer state and the LR of the rewind epoch."""
+        """Remember the weights, the optimizer state and the LR of the rewind epoch.
+
+        ``optimizer`` must be the one training the pruner's model. Weights are kept under plain names
+        (``conv1.weight``) without masks, so rewinding keeps whatever masks the model has by then.
+        """
+        _check_optimizer(optimizer, self.model)
         self.saved_state = {
             "epoch": self.rewind_epoch,
             "lr": self.lr_at(self.rewind_epoch),
-            "weights": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+            "weights": _plain_state(self.model),
             "optimizer": _state_by_name(self.model, optimizer),
         }
         return self.saved_state
+
+    def rewind_weights(self, optimizer: torch.optim.Optimizer) -> None:
+        """Weight rewinding: reset the weights and ``optimizer``'s per-parameter state to the rewind point.
+
+        Masks are kept: survivors get their saved values, pruned weights stay zero. Every parameter's
+        optimizer state (SGD momentum, Adam moments) is matched by name, masked or not, so it is the
+        saved one whether or not masks were attached since.
+        """
+        if self.saved_state is None:
+            raise RuntimeError("no rewind point saved yet: call save_rewind_point (or train_dense) first")
+        _check_optimizer(optimizer, self.model)
+        load_weights_keep_masks(self.model, self.saved_state["weights"])
+        _load_state_by_name(self.model, optimizer, self.saved_state["optimizer"])
 
     def rewind_learning_rate(self, optimizer: torch.optim.Optimizer) -> float:
         """Set every param group's LR to the rewind point's LR; return it."""
         if self.saved_state is None:
             raise RuntimeError("no rewind point saved yet: call save_rewind_point (or train_dense) first")
+        _check_optimizer(optimizer, self.model)
         for group in optimizer.param_groups:
             group["lr"] = self.saved_state["lr"]
         return self.saved_state["lr"]
@@ -158,10 +200,12 @@ class LRRewindPruner:
 
     def retrain(self, train_loader, mode: str, epochs: int | None = None, val_loader=None) -> dict:
         """Retrain the (masked) model for ``epochs`` (default ``T - rewind_epoch``) in ``mode``."""
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}; got {mode!r}")
+        check_choice(mode, "mode", MODES)
         epochs = self.total_epochs - self.rewind_epoch if epochs is None else epochs
         check_int(epochs, "epochs", 0)
+        _check_loader(train_loader, "train_loader", reiterable=True)  # before weight rewinding touches the model
+        if val_loader is not None:
+            _check_loader(val_loader, "val_loader", reiterable=True)
         if mode == "wr" and self.saved_state is None:
             raise RuntimeError("weight rewinding needs a rewind point: call train_dense or save_rewind_point first")
         optimizer = build_optimizer(self.model, self.profile, lr=self.initial_lr)
@@ -169,8 +213,7 @@ class LRRewindPruner:
             scheduler = self._replay(optimizer, self.total_epochs - 1)  # the final LR, every epoch
         else:
             if mode == "wr":
-                load_weights_keep_masks(self.model, self.saved_state["weights"])
-                _load_state_by_name(self.model, optimizer, self.saved_state["optimizer"])
+                self.rewind_weights(optimizer)
             scheduler = self._replay(optimizer, self.rewind_epoch)
         return train(self.model, train_loader, epochs=epochs, profile=self.profile, optimizer=optimizer,
                      scheduler=scheduler, val_loader=val_loader, device=self.device,
@@ -183,8 +226,13 @@ class LRRewindPruner:
         Returns one record per round: sparsity, accuracy after pruning and after retraining (on
         ``eval_loader`` when given) and the LRs used.
         """
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}; got {mode!r}")
+        check_choice(mode, "mode", MODES)
+        _check_flag(iterative, "iterative")
+        if epochs is not None:
+            check_int(epochs, "epochs", 0)
+        _check_loader(train_loader, "train_loader", reiterable=True)  # all checked before the first prune
+        if eval_loader is not None:
+            _check_loader(eval_loader, "eval_loader", reiterable=True)
         targets = iterative_targets(target_sparsity, per_round) if iterative else [check_fraction(target_sparsity, "target_sparsity")]
         records = []
         for i, target in enumerate(targets, start=1):

@@ -120,3 +120,101 @@ def test_bad_input(dense, loaders):
         p.prune_and_retrain(loaders.train, "rewind", 0.5)
     with pytest.raises(ValueError, match="target_sparsity"):
         p.prune_and_retrain(loaders.train, "lrr", 1.0)
+
+
+# -- every parameter's optimizer state, every model shape (issue 14) --------------------------------
+
+from torch import nn  # noqa: E402
+from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+
+from pruning_utils.masks import magnitude_prune  # noqa: E402
+from pruning_utils.rewinding import _SaveAtEpoch  # noqa: E402
+from pruning_utils.training import build_optimizer, train  # noqa: E402
+
+
+def _bare_linear():
+    return nn.Linear(6, 3)  # the model is the layer: parameters "weight" and "bias", no prefix
+
+
+def _mlp():
+    return nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
+
+
+def _steps(model, optimizer, n, seed):
+    g = torch.Generator().manual_seed(seed)
+    x, y = torch.randn(16, 6, generator=g), torch.randint(0, 3, (16,), generator=g)
+    for _ in range(n):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+
+
+@pytest.mark.parametrize("make_model", [_bare_linear, _mlp])
+@pytest.mark.parametrize("masked_at_save", [False, True])
+def test_rewind_restores_the_momentum_of_every_parameter(make_model, masked_at_save):
+    torch.manual_seed(0)
+    model = make_model()
+    pruner = LRRewindPruner(model, 0.05, 1, total_epochs=2, profile=PROF, device="cpu")
+    if masked_at_save:
+        magnitude_prune(prunable_layers(model), 0.3)
+    opt = build_optimizer(model, PROF, lr=0.05)  # SGD, momentum 0.9
+    _steps(model, opt, 3, seed=0)
+    pruner.save_rewind_point(opt)
+    # keyed by the parameter objects themselves (a mask keeps the weight object as its "original")
+    saved = {p: opt.state[p]["momentum_buffer"].clone() for p in model.parameters()}
+    _steps(model, opt, 3, seed=1)
+    magnitude_prune(prunable_layers(model), 0.6)
+
+    fresh_opt = build_optimizer(model, PROF, lr=0.05)  # what retrain builds
+    pruner.rewind_weights(fresh_opt)
+    params = list(model.parameters())
+    assert len(params) == len(saved) == len(fresh_opt.state)
+    for p in params:
+        assert torch.equal(fresh_opt.state[p]["momentum_buffer"], saved[p])
+
+
+def test_a_rewind_point_saved_on_a_masked_model_keeps_the_masks_of_now():
+    torch.manual_seed(0)
+    model = _mlp()
+    pruner = LRRewindPruner(model, 0.05, 1, total_epochs=2, profile=PROF, device="cpu")
+    magnitude_prune(prunable_layers(model), 0.3)
+    pruner.save_rewind_point(build_optimizer(model, PROF))
+    assert not any("parametrizations" in k for k in pruner.saved_state["weights"])
+    loader = DataLoader(TensorDataset(torch.randn(8, 6), torch.randint(0, 3, (8,))), batch_size=4)
+    pruner.prune_and_retrain(loader, "wr", 0.8, epochs=0)
+    total = sum(m.weight.numel() for _, m in prunable_layers(model))
+    assert sparsity(model) == round(0.8 * total) / total, "the masks saved at 30% must not come back"
+
+
+def test_the_save_callback_refuses_a_train_call_on_another_model(loaders):
+    model, other = SmallCNN(widths=(4, 4), input_size=8), SmallCNN(widths=(4, 4), input_size=8)
+    pruner = LRRewindPruner(model, 0.05, 0, total_epochs=2, profile=PROF, device="cpu")
+    with pytest.raises(ValueError, match=r"_SaveAtEpoch was built for a different model than the one train\(\) is training"):
+        train(other, loaders.train, epochs=1, profile=PROF, callbacks=[_SaveAtEpoch(pruner, 0)], progress=False)
+    assert pruner.saved_state is None
+
+
+def test_optimizers_and_other_arguments_are_checked(dense, loaders):
+    p = fresh(dense)
+    foreign = torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1)
+    for call in (p.save_rewind_point, p.rewind_learning_rate, p.rewind_weights):
+        with pytest.raises(ValueError, match="optimizer updates none of the parameters of model"):
+            call(foreign)
+        with pytest.raises(TypeError, match="optimizer must be a torch.optim.Optimizer; got str"):
+            call("sgd")
+    with pytest.raises(TypeError, match="epoch must be an int >= 0; got '1'"):
+        p.lr_at("1")
+    with pytest.raises(ValueError, match="epoch must be an int >= 0; got -1"):
+        p.lr_at(-1)
+    with pytest.raises(TypeError, match="progress must be True or False"):
+        LRRewindPruner(SmallCNN(widths=(4, 4), input_size=8), rewind_epoch=1, profile=PROF, progress="no")
+    weights = {k: v.clone() for k, v in p.model.state_dict().items()}
+    with pytest.raises(TypeError, match="iterative must be True or False"):
+        p.prune_and_retrain(loaders.train, "lrr", 0.5, iterative="yes")
+    with pytest.raises(TypeError, match="epochs must be an int >= 0"):
+        p.prune_and_retrain(loaders.train, "lrr", 0.5, epochs=float("nan"))
+    with pytest.raises(TypeError, match="train_loader must be an iterable of"):
+        p.prune_and_retrain(None, "lrr", 0.5)
+    with pytest.raises(TypeError, match="eval_loader must be re-iterable"):
+        p.prune_and_retrain(loaders.train, "lrr", 0.5, eval_loader=iter(loaders.val))
+    assert p.model.state_dict().keys() == weights.keys(), "refused before pruning"
