@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from torch import nn
 
-from .checks import check_fraction, check_int, check_scope
+from .checks import check_fraction, check_int, check_module, check_positive, check_scope
 from .config import Profile, get_device, get_profile
 from .masks import layer_sparsities, magnitude_prune, make_permanent, prunable_layers, sparsity
-from .training import evaluate, fine_tune
+from .training import _check_flag, _check_loader, evaluate, fine_tune
 
 __all__ = ["IterativePruner", "per_iteration_rate", "sparsity_schedule"]
 
@@ -36,6 +36,9 @@ def sparsity_schedule(target_sparsity: float, num_iterations: int) -> list[float
     return steps
 
 
+def _check_learning_rate(learning_rate) -> float | None:
+    return None if learning_rate is None else check_positive(learning_rate, "learning_rate")
+
 
 class IterativePruner:
     """Prune to a target sparsity in several prune / fine-tune rounds.
@@ -46,10 +49,13 @@ class IterativePruner:
 
     def __init__(self, model: nn.Module, train_loader, val_loader, device=None, *, scope: str = "global",
                  profile: str | Profile | None = None, include=None, exclude=None, progress: bool = False):
+        check_module(model)
         check_scope(scope)
+        _check_flag(progress, "progress")
         for name, loader in (("train_loader", train_loader), ("val_loader", val_loader)):
-            if loader is None or len(loader) == 0:
-                raise ValueError(f"{name} is empty: it yields no batches")
+            if loader is None:
+                raise TypeError(f"{name} must be an iterable of (inputs, targets) batches; got None")
+            _check_loader(loader, name, reiterable=True)  # read once per round
         self.model = model
         self.train_loader = train_loader
         self.val_loader = val_loader
@@ -69,6 +75,7 @@ class IterativePruner:
     def fine_tune(self, epochs: int, learning_rate: float | None = None) -> dict:
         """Retrain for ``epochs`` at a constant LR (default: the profile's fine-tuning LR); masks hold."""
         check_int(epochs, "epochs", 0)
+        learning_rate = _check_learning_rate(learning_rate)
         return fine_tune(self.model, self.train_loader, epochs=epochs, lr=learning_rate, profile=self.profile,
                          device=self.device, progress=self.progress)
 
@@ -77,9 +84,12 @@ class IterativePruner:
         """Reach ``target_sparsity`` in ``num_iterations`` prune + fine-tune rounds; return the model.
 
         With ``permanent=True`` (as in the tutorial) the masks are folded into the weights at the end.
+        Every argument is checked before the model is touched.
         """
         steps = sparsity_schedule(target_sparsity, num_iterations)
         check_int(fine_tune_epochs, "fine_tune_epochs", 0)
+        learning_rate = _check_learning_rate(learning_rate)
+        _check_flag(permanent, "permanent")
         self.initial_accuracy = self.evaluate()
         self.history = []
         for i, step_target in enumerate(steps, start=1):

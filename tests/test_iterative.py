@@ -102,3 +102,49 @@ def test_empty_loaders_and_bad_scope_are_refused(loaders, trained):
 def test_device_defaults_to_the_best_available(loaders, trained):
     pruner = IterativePruner(copy.deepcopy(trained), loaders.train, loaders.val)
     assert pruner.device.type in ("cpu", "cuda", "mps")
+
+
+# -- inputs checked where they enter (issue 14) ---------------------------------------------------
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(learning_rate=-1.0), ValueError, "learning_rate must be a finite number > 0; got -1.0"),
+    (dict(learning_rate=float("nan")), ValueError, "learning_rate must be a finite number > 0; got nan"),
+    (dict(permanent="yes"), TypeError, "permanent must be True or False; got 'yes'"),
+])
+def test_bad_arguments_are_refused_before_the_model_is_pruned(loaders, trained, kwargs, error, message):
+    model = copy.deepcopy(trained)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    pruner = IterativePruner(model, loaders.train, loaders.val, device="cpu", profile=TINY)
+    with pytest.raises(error, match=message):
+        pruner.iterative_prune(0.5, 2, 1, **kwargs)
+    assert model.state_dict().keys() == before.keys() and not any(is_masked(m) for _, m in prunable_layers(model))
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_fine_tune_names_its_learning_rate(loaders, trained):
+    pruner = IterativePruner(copy.deepcopy(trained), loaders.train, loaders.val, device="cpu", profile=TINY)
+    with pytest.raises(ValueError, match="learning_rate must be a finite number > 0; got nan"):
+        pruner.fine_tune(1, float("nan"))
+
+
+@pytest.mark.parametrize("which, loader, error, message", [
+    ("train_loader", 5, TypeError, "train_loader must be an iterable of"),
+    ("train_loader", None, TypeError, "train_loader must be an iterable of .*got None"),
+    ("val_loader", "digits", TypeError, "val_loader must be an iterable of"),
+    ("val_loader", [(torch.zeros(2, 1, 8, 8),)], ValueError,
+     r"val_loader must yield \(inputs, targets\) pairs; got a tuple of length 1"),
+    ("val_loader", (b for b in [(torch.zeros(1, 1, 8, 8), torch.zeros(1).long())]), TypeError,
+     "val_loader must be re-iterable"),
+])
+def test_loaders_must_be_reiterable_batches(loaders, trained, which, loader, error, message):
+    args = {"train_loader": loaders.train, "val_loader": loaders.val, which: loader}
+    with pytest.raises(error, match=message):
+        IterativePruner(trained, args["train_loader"], args["val_loader"])
+
+
+def test_model_and_progress_are_checked(loaders, trained):
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module; got str"):
+        IterativePruner("model", loaders.train, loaders.val)
+    with pytest.raises(TypeError, match="progress must be True or False; got 'no'"):
+        IterativePruner(trained, loaders.train, loaders.val, progress="no")
