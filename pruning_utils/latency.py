@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import logging
+import math
 import statistics
 
 import torch
 from torch import nn
 
-from .checks import check_int
+from .checks import check_int, check_module, check_positive, check_tensor
 from .flops import _does_not_fit, _eval_mode, _resolve_input_size, example_input
 
 __all__ = ["compare_latency", "measure_latency"]
+
+
+def _check_timing(rounds, min_run_time, num_threads) -> tuple[int, float, int | None]:
+    rounds = check_int(rounds, "rounds", 1)
+    min_run_time = check_positive(min_run_time, "min_run_time")  # nan/inf would time forever
+    num_threads = None if num_threads is None else check_int(num_threads, "num_threads", 1)
+    return rounds, min_run_time, num_threads
 
 
 
@@ -38,11 +46,16 @@ def compare_latency(models: dict, example_input: torch.Tensor, *, rounds: int = 
     The models are timed in alternating order for ``rounds`` rounds (a shared machine's speed drifts);
     each returns ``{"seconds": median time, "speedup": median over rounds of first model's time / this,
     "times": the per-round times}``. ``num_threads`` defaults to torch's current thread count.
+    ``min_run_time`` (seconds per measurement) must be a finite number > 0, ``rounds`` and ``num_threads``
+    ints >= 1; a timer that reports a time that is not a finite number > 0 raises ``ValueError``.
     """
-    benchmark = _benchmark_module()
     if not isinstance(models, dict) or not models:
         raise TypeError("models must be a non-empty dict {label: model}")
-    check_int(rounds, "rounds", 1)
+    for label, m in models.items():
+        check_module(m, f"models[{label!r}]")
+    check_tensor(example_input, "example_input")
+    rounds, min_run_time, num_threads = _check_timing(rounds, min_run_time, num_threads)
+    benchmark = _benchmark_module()
     previous_threads = torch.get_num_threads()
     threads = previous_threads if num_threads is None else num_threads
     times: dict[str, list[float]] = {label: [] for label in models}
@@ -56,12 +69,16 @@ def compare_latency(models: dict, example_input: torch.Tensor, *, rounds: int = 
                     for _ in range(3):  # warm-up: allocator growth and one-off kernel choices
                         _forward(m, example_input)
                 except (RuntimeError, ValueError, TypeError, IndexError) as exc:
-                    raise ValueError(f"example input of shape {tuple(example_input.shape)} does not fit "
+                    raise ValueError(f"example_input of shape {tuple(example_input.shape)} does not fit "
                                      f"model {label!r} ({type(m).__name__}): {exc}") from exc
             for r in range(rounds):
                 order = list(timers.items())
                 for label, timer in (order if r % 2 == 0 else order[::-1]):
-                    times[label].append(timer.blocked_autorange(min_run_time=min_run_time).median)
+                    seconds = float(timer.blocked_autorange(min_run_time=min_run_time).median)
+                    if not (math.isfinite(seconds) and seconds > 0):
+                        raise ValueError(f"the timer measured {seconds!r} s for model {label!r} in round {r + 1}: "
+                                         "a time must be a finite number > 0")
+                    times[label].append(seconds)
         finally:
             torch.set_num_threads(previous_threads)
     ref = times[next(iter(models))]
@@ -72,6 +89,8 @@ def compare_latency(models: dict, example_input: torch.Tensor, *, rounds: int = 
 def measure_latency(model: nn.Module, input_size=None, *, rounds: int = 3, min_run_time: float = 0.1,
                     num_threads: int | None = None) -> float:
     """Median seconds of one forward pass on zeros of ``input_size`` (default: the model's own size)."""
+    check_module(model)
+    _check_timing(rounds, min_run_time, num_threads)
     input_size = _resolve_input_size(model, input_size)
     try:
         result = compare_latency({"model": model}, example_input(model, input_size), rounds=rounds,
