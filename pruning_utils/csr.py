@@ -170,8 +170,9 @@ class CSRLinear(nn.Module):
 
     def _check_input(self, x) -> None:
         w = self.weight
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"{self._label()} input must be a torch.Tensor; got {type(x).__name__}")
+        if not isinstance(x, torch.Tensor) or x.layout != torch.strided:
+            got = f"a {x.layout} tensor" if isinstance(x, torch.Tensor) else type(x).__name__
+            raise TypeError(f"{self._label()} input must be a dense torch.Tensor; got {got}")
         if x.dim() == 0 or x.shape[-1] != self.in_features:
             raise ValueError(f"{self._label()} expects inputs with {self.in_features} features in the last "
                              f"dimension; got shape {tuple(x.shape)}")

@@ -76,7 +76,8 @@ int csr_matmul(const int32_t *crow, const int32_t *col, const float *val, const 
     if (CHECKS && (crow[0] != 0 || crow[rows] != nnz)) return (crow[0] != 0) | (crow[rows] != nnz) << 1;
     if (CHECKS && nnz > 0 && cols == 0) return 8;   /* no column to stand in for a bad one */
     int failed = 0;
-#pragma omp parallel for schedule(dynamic, 16) reduction(|:failed) if (nnz * n > 32768)  /* dynamic: a busy core delays only its chunks */
+    /* dynamic: a busy core delays only its own chunks */
+#pragma omp parallel for schedule(dynamic, 16) reduction(|:failed) if (nnz * n > 32768)
     for (int64_t r = 0; r < rows; ++r) {
         const float b = bias ? bias[r] : 0.0f;
         const int32_t k0 = crow[r], k1 = crow[r + 1];
@@ -246,7 +247,8 @@ def check_weight(weight: torch.Tensor, bias: torch.Tensor | None = None) -> None
     if crow.dtype != torch.int32 or col.dtype != torch.int32 or val.dtype != torch.float32:
         raise ValueError(f"weight must have int32 indices and float32 values; got {crow.dtype}, {val.dtype}")
     rows = weight.shape[0]
-    if bias is not None and (not isinstance(bias, torch.Tensor) or bias.shape != (rows,) or bias.dtype != torch.float32):
+    if bias is not None and (not isinstance(bias, torch.Tensor) or bias.shape != (rows,)
+                             or bias.dtype != torch.float32):
         got = f"{bias.dtype} {tuple(bias.shape)}" if isinstance(bias, torch.Tensor) else type(bias).__name__
         raise ValueError(f"bias must be a float32 ({rows},) tensor; got {got}")
     if weight.device.type != "cpu" or (bias is not None and bias.device.type != "cpu"):

@@ -15,9 +15,7 @@ import torch
 from torch import nn
 
 from pruning_utils import spmm
-from pruning_utils.csr import CSRLinear, _to_csr, to_sparse_linear
-
-needs_native = pytest.mark.skipif(not spmm.available(), reason=f"native CSR kernel {spmm.status()}")
+from pruning_utils.csr import CSRLinear, to_sparse_linear
 
 # Each corruption of a valid 64 x 64 CSR weight (crow, col, val; nnz stored values), and what the error says.
 CORRUPTIONS = {
@@ -176,10 +174,11 @@ def test_inputs_of_the_wrong_kind_get_a_clear_error_and_odd_ones_the_right_resul
     dense = masked_linear()
     layer = CSRLinear.from_linear(dense, kernel=kernel)
     with torch.no_grad():
-        for bad, error, match in [(torch.randn(16, 40, dtype=torch.float64), TypeError, "must be torch.float32 like its"),
+        for bad, error, match in [(torch.randn(16, 40).double(), TypeError, "must be torch.float32 like its"),
                                   (torch.ones(16, 40, dtype=torch.int64), TypeError, "got torch.int64"),
                                   (torch.tensor(1.0), ValueError, "40 features in the last dimension; got shape ()"),
-                                  ([0.0] * 40, TypeError, "input must be a torch.Tensor; got list")]:
+                                  ([0.0] * 40, TypeError, "input must be a dense torch.Tensor; got list"),
+                                  (torch.randn(16, 40).to_sparse(), TypeError, "got a torch.sparse_coo tensor")]:
             with pytest.raises(error, match=match.replace("(", r"\(").replace(")", r"\)")):
                 layer(bad)
         wide = torch.randn(16, 80)
