@@ -21,6 +21,7 @@ from torch import nn
 from .checks import check_choice, check_fraction, check_int, check_positive, check_scope
 from .config import Profile, get_device, get_profile
 from .masks import load_weights_keep_masks, magnitude_prune, prunable_layers, sparsity
+from .params import plain_state_dict
 from .training import (Callback, _check_flag, _check_loader, _check_optimizer, build_optimizer, evaluate,
                        lr_schedule, train)
 
@@ -49,7 +50,6 @@ def iterative_targets(target_sparsity: float, per_round: float = 0.2) -> list[fl
 
 
 _PARAMETRIZED = re.compile(r"(^|\.)parametrizations\.(\w+)\.original$")
-_PARAMETRIZATION_STATE = re.compile(r"(^|\.)parametrizations\.\w+\.\d+\.")
 
 
 def _plain_name(name: str) -> str:
@@ -59,16 +59,6 @@ def _plain_name(name: str) -> str:
     ``parametrizations.weight.original`` -> ``weight``.
     """
     return _PARAMETRIZED.sub(r"\1\2", name)
-
-
-def _plain_state(model: nn.Module) -> dict:
-    """A copy of ``model``'s weights under plain names, masks left out (masked weights as ``original * mask``).
-
-    What a rewind point keeps: loading it later must keep the masks the model has *then* (loading the
-    masks saved here would bring pruned weights back).
-    """
-    return {_plain_name(k): v.detach().clone() for k, v in model.state_dict().items()
-            if not _PARAMETRIZATION_STATE.search(k)}
 
 
 def _state_by_name(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
@@ -149,7 +139,8 @@ class LRRewindPruner:
         self.saved_state = {
             "epoch": self.rewind_epoch,
             "lr": self.lr_at(self.rewind_epoch),
-            "weights": _plain_state(self.model),
+            # plain names, no masks: loading it later keeps the masks the model has *then*
+            "weights": plain_state_dict(self.model),
             "optimizer": _state_by_name(self.model, optimizer),
         }
         return self.saved_state
