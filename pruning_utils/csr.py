@@ -110,7 +110,8 @@ class CSRLinear(nn.Module):
         return self.weight.shape[0]
 
     def _label(self) -> str:
-        return self.name or f"CSRLinear({self.in_features}, {self.out_features})"
+        shape = getattr(self.weight, "shape", ())  # (an assignment may have left None)
+        return self.name or (f"CSRLinear({shape[1]}, {shape[0]})" if len(shape) == 2 else "CSRLinear")
 
     def _check_parameters(self) -> None:
         """``weight`` (CSR) and ``bias`` as an assignment may have left them: ValueError if they do not fit."""
