@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from . import spmm
-from .checks import check_fraction
+from .checks import check_fraction, check_module
 
 __all__ = ["CSRLinear", "to_dense_linear", "to_sparse_linear"]
 
@@ -247,6 +247,6 @@ def to_sparse_linear(model: nn.Module, *, min_sparsity: float = 0.0, kernel: str
 
 def to_dense_linear(model: nn.Module) -> nn.Module:
     """A copy of ``model`` with every :class:`CSRLinear` turned back into a dense ``nn.Linear``."""
-    copy_ = copy.deepcopy(model)
+    copy_ = copy.deepcopy(check_module(model))
     _replace_children(copy_, lambda _n, child: child.to_linear() if isinstance(child, CSRLinear) else None)
     return copy_
