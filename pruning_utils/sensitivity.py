@@ -3,32 +3,17 @@
 from __future__ import annotations
 
 import copy
-import math
-import numbers
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable
 
 import torch
 from torch import nn
 
-from .checks import check_fraction, check_module, check_numbers
+from .checks import check_fraction, check_module, check_names, check_non_negative, check_numbers, check_real
 from .masks import magnitude_prune, prunable_layers
 from .training import _check_flag
 
 __all__ = ["SensitivityScan", "sensitivity_scan"]
-
-
-def _finite_real(value, rule: str) -> float:
-    """A finite real number (a one-element tensor counts); else an error ``"<rule>; got <value>"``."""
-    # TODO(checks.py): "a finite real number, any sign" is a kind checks.py lacks (check_positive needs > 0).
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{rule}; got {value!r} ({type(value).__name__})")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{rule}; got {value!r}")
-    return value
 
 
 @dataclass
@@ -45,9 +30,7 @@ class SensitivityScan:
         A layer that tolerates more pruning gets a higher share of it: the basis of a non-uniform
         allocation (0.0 when even the lowest scanned sparsity costs more than ``tolerance``).
         """
-        tolerance = _finite_real(tolerance, "tolerance must be a finite number >= 0")
-        if tolerance < 0:
-            raise ValueError(f"tolerance must be a finite number >= 0; got {tolerance!r}")
+        tolerance = check_non_negative(tolerance, "tolerance")
         out = {}
         for name, values in self.results.items():
             ok = [s for s, v in zip(self.sparsities, values) if v >= self.dense - tolerance]
@@ -78,21 +61,15 @@ def sensitivity_scan(model: nn.Module, evaluate_fn: Callable[[nn.Module], float]
         raise TypeError(f"evaluate_fn must be a callable model -> float; got {type(evaluate_fn).__name__}")
     sparsities = check_numbers(sparsities, "sparsities", check_fraction)
     _check_flag(progress, "progress")
-    if layers is not None:
-        if isinstance(layers, (str, type)):
-            layers = [layers]
-        if not isinstance(layers, Iterable):
-            raise TypeError(f"layers must be a list of layer names (or layer types); got {layers!r}")
-        layers = list(layers)
-        for layer in layers:
-            if not isinstance(layer, (str, type)):
-                raise TypeError(f"layers takes layer names (or layer types); got {layer!r} ({type(layer).__name__})")
+    layers = None if layers is None else check_names(layers, "layers")
     names = [n for n, _ in prunable_layers(model, include=layers, **select)]
     from tqdm.auto import tqdm
 
-    def metric(trial, where: str) -> float:
-        return _finite_real(evaluate_fn(trial), f"evaluate_fn must return a finite number (higher is better, "
-                                                f"e.g. evaluate(model, loader)['accuracy']) for {where}")
+    def metric(trial, where: str) -> float:  # e.g. evaluate(trial, loader)["accuracy"], not the dict
+        value = evaluate_fn(trial)
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            value = value.item()
+        return check_real(value, f"evaluate_fn's result for {where}")
 
     dense = metric(model, "the dense model")
     results: dict[str, list[float]] = {}

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .checks import check_int, check_module, check_positive
+from .checks import check_int, check_module, check_name, check_positive
 from .config import (
     CheckpointError,
     Profile,
@@ -392,8 +392,7 @@ def train(
     if val_loader is not None:
         _check_loader(val_loader, "val_loader", reiterable=True)
     _check_flag(progress, "progress")
-    if not isinstance(desc, str):
-        raise TypeError(f"desc must be a str (the progress bar's label); got {type(desc).__name__}")
+    check_name(desc, "desc")  # the progress bar's label
     if optimizer is not None:
         _check_optimizer(optimizer, model)
     loss_fn = _as_loss(loss_fn)

@@ -303,7 +303,7 @@ def test_model_outputs_must_be_logits_per_sample():
 
 @pytest.mark.parametrize("kwargs, error, message", [
     ({"progress": "yes"}, TypeError, "progress must be True or False; got 'yes'"),
-    ({"desc": 5}, TypeError, "desc must be a str"),
+    ({"desc": 5}, TypeError, "desc must be a"),
     ({"callbacks": "cb"}, TypeError, "callbacks must be a Callback, a function of TrainState, or a list of them; got 'cb'"),
 ])
 def test_train_rejects_more_bad_arguments(kwargs, error, message):
