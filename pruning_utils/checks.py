@@ -20,6 +20,8 @@ and says what is allowed. A new helper looks here first instead of writing its o
 | pruning scope | ``"global"`` or ``"layer"`` | :func:`check_scope` |
 | names (layers, columns) | a str or an iterable of str | :func:`check_names` |
 | a list of numbers | a list/tuple/iterable of numbers, not a str | :func:`check_numbers` |
+| a switch (progress, verbose) | True or False (not a str: ``"no"`` would be true) | :func:`check_flag` |
+| an optimizer | a ``torch.optim.Optimizer`` (that updates some parameter of the model) | :func:`check_optimizer` |
 | a model | a ``torch.nn.Module`` | :func:`check_module` |
 | a tensor | a ``torch.Tensor``, optionally floating point and finite | :func:`check_tensor` |
 """
@@ -36,6 +38,7 @@ from torch import nn
 __all__ = [
     "SCOPES",
     "check_choice",
+    "check_flag",
     "check_fraction",
     "check_int",
     "check_module",
@@ -43,6 +46,7 @@ __all__ = [
     "check_names",
     "check_non_negative",
     "check_numbers",
+    "check_optimizer",
     "check_percent",
     "check_positive",
     "check_real",
@@ -226,3 +230,26 @@ def check_tensor(value, name: str, *, floating: bool = False, finite: bool = Fal
     if finite and value.numel() and not bool(torch.isfinite(value).all()):
         raise ValueError(f"{name} holds NaN or inf values")
     return value
+
+
+def check_flag(value, name: str) -> bool:
+    """A True/False switch such as ``progress`` (not a string: ``"no"`` would be true)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False; got {value!r} ({type(value).__name__})")
+    return value
+
+
+def check_optimizer(optimizer, model: nn.Module | None = None, name: str = "optimizer", model_name: str = "model"):
+    """A ``torch.optim.Optimizer``; given ``model``, one that updates at least one of its parameters.
+
+    (An optimizer may hold only some of them, to train part of a model; one that holds none was built
+    for another model and would train nothing.)
+    """
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"{name} must be a torch.optim.Optimizer; got {type(optimizer).__name__}")
+    if model is not None:
+        own = {id(p) for p in model.parameters()}
+        if not any(id(p) in own for group in optimizer.param_groups for p in group["params"]):
+            raise ValueError(f"{name} updates none of the parameters of {model_name} ({type(model).__name__}): "
+                             f"it was built for a different model; build it from {model_name}.parameters()")
+    return optimizer

@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checks import check_module, check_positive, check_tensor, check_unit
+from .checks import check_module, check_optimizer, check_positive, check_tensor, check_unit
 from .config import Profile, get_device, get_profile
-from .training import _check_classes, _check_optimizer, _model_device, build_optimizer, final_lr, train
+from .training import _check_classes, _model_device, build_optimizer, final_lr, train
 
 __all__ = ["DistillationFineTuner", "distillation_loss", "soft_targets"]
 
@@ -199,7 +199,7 @@ class DistillationFineTuner:
         """One optimizer step of the student on one batch; return the loss."""
         check_tensor(inputs, "inputs")
         check_tensor(targets, "targets")
-        _check_optimizer(optimizer, self.student, model_name="student_model")
+        check_optimizer(optimizer, self.student, model_name="student_model")
         self.student.train()
         inputs, targets = inputs.to(self.device), targets.to(self.device)
         loss = self.loss_fn(self.student(inputs), targets, inputs)
@@ -230,7 +230,7 @@ class DistillationFineTuner:
         elif lr is not None:
             raise ValueError("pass either optimizer or lr, not both")
         else:
-            _check_optimizer(optimizer, self.student, model_name="student_model")
+            check_optimizer(optimizer, self.student, model_name="student_model")
         return train(self.student, train_loader, epochs=epochs, profile=prof, optimizer=optimizer,
                      scheduler=scheduler, val_loader=val_loader, device=self.device, loss_fn=self.loss_fn,
                      callbacks=callbacks, progress=progress, desc=desc)

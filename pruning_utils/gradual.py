@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from .checks import check_fraction, check_int, check_scope, check_step
+from .checks import check_flag, check_fraction, check_int, check_scope, check_step
 from .masks import magnitude_prune, prunable_layers, sparsity
-from .training import Callback, _check_flag
+from .training import Callback
 
 __all__ = ["GradualPruner", "cubic_sparsity", "pruning_steps"]
 
@@ -93,8 +93,8 @@ class GradualPruner(Callback):
         (self.initial_sparsity, self.final_sparsity, self.begin_step, self.end_step,
          self.frequency) = _check_schedule(initial_sparsity, final_sparsity, begin_step, end_step, frequency)
         check_scope(scope)
-        _check_flag(skip_first, "skip_first")
-        _check_flag(skip_last, "skip_last")
+        check_flag(skip_first, "skip_first")
+        check_flag(skip_last, "skip_last")
         self.model = model
         self.scope = scope
         self.layers = prunable_layers(model, include, exclude, skip_first=skip_first, skip_last=skip_last)

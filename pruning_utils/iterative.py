@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from torch import nn
 
-from .checks import check_fraction, check_int, check_module, check_positive, check_scope
+from .checks import check_flag, check_fraction, check_int, check_module, check_positive, check_scope
 from .config import Profile, get_device, get_profile
 from .masks import layer_sparsities, magnitude_prune, make_permanent, prunable_layers, sparsity
-from .training import _check_flag, _check_loader, evaluate, fine_tune
+from .training import _check_loader, evaluate, fine_tune
 
 __all__ = ["IterativePruner", "per_iteration_rate", "sparsity_schedule"]
 
@@ -51,7 +51,7 @@ class IterativePruner:
                  profile: str | Profile | None = None, include=None, exclude=None, progress: bool = False):
         check_module(model)
         check_scope(scope)
-        _check_flag(progress, "progress")
+        check_flag(progress, "progress")
         for name, loader in (("train_loader", train_loader), ("val_loader", val_loader)):
             if loader is None:
                 raise TypeError(f"{name} must be an iterable of (inputs, targets) batches; got None")
@@ -89,7 +89,7 @@ class IterativePruner:
         steps = sparsity_schedule(target_sparsity, num_iterations)
         check_int(fine_tune_epochs, "fine_tune_epochs", 0)
         learning_rate = _check_learning_rate(learning_rate)
-        _check_flag(permanent, "permanent")
+        check_flag(permanent, "permanent")
         self.initial_accuracy = self.evaluate()
         self.history = []
         for i, step_target in enumerate(steps, start=1):

@@ -18,12 +18,11 @@ import re
 import torch
 from torch import nn
 
-from .checks import check_choice, check_fraction, check_int, check_positive, check_scope
+from .checks import check_choice, check_flag, check_fraction, check_int, check_optimizer, check_positive, check_scope
 from .config import Profile, get_device, get_profile
 from .masks import load_weights_keep_masks, magnitude_prune, prunable_layers, sparsity
 from .params import plain_state_dict
-from .training import (Callback, _check_flag, _check_loader, _check_optimizer, build_optimizer, evaluate,
-                       lr_schedule, train)
+from .training import Callback, _check_loader, build_optimizer, evaluate, lr_schedule, train
 
 __all__ = ["LRRewindPruner", "MODES", "iterative_targets"]
 
@@ -110,7 +109,7 @@ class LRRewindPruner:
             raise ValueError(f"rewind_epoch must be an int in [0, {self.total_epochs}) (total_epochs); got {rewind_epoch!r}")
         initial_lr = check_positive(initial_lr, "initial_lr")
         check_scope(scope)
-        _check_flag(progress, "progress")
+        check_flag(progress, "progress")
         self.model = model
         self.initial_lr = float(initial_lr)
         self.rewind_epoch = rewind_epoch
@@ -135,7 +134,7 @@ class LRRewindPruner:
         ``optimizer`` must be the one training the pruner's model. Weights are kept under plain names
         (``conv1.weight``) without masks, so rewinding keeps whatever masks the model has by then.
         """
-        _check_optimizer(optimizer, self.model)
+        check_optimizer(optimizer, self.model)
         self.saved_state = {
             "epoch": self.rewind_epoch,
             "lr": self.lr_at(self.rewind_epoch),
@@ -154,7 +153,7 @@ class LRRewindPruner:
         """
         if self.saved_state is None:
             raise RuntimeError("no rewind point saved yet: call save_rewind_point (or train_dense) first")
-        _check_optimizer(optimizer, self.model)
+        check_optimizer(optimizer, self.model)
         load_weights_keep_masks(self.model, self.saved_state["weights"])
         _load_state_by_name(self.model, optimizer, self.saved_state["optimizer"])
 
@@ -162,7 +161,7 @@ class LRRewindPruner:
         """Set every param group's LR to the rewind point's LR; return it."""
         if self.saved_state is None:
             raise RuntimeError("no rewind point saved yet: call save_rewind_point (or train_dense) first")
-        _check_optimizer(optimizer, self.model)
+        check_optimizer(optimizer, self.model)
         for group in optimizer.param_groups:
             group["lr"] = self.saved_state["lr"]
         return self.saved_state["lr"]
@@ -218,7 +217,7 @@ class LRRewindPruner:
         ``eval_loader`` when given) and the LRs used.
         """
         check_choice(mode, "mode", MODES)
-        _check_flag(iterative, "iterative")
+        check_flag(iterative, "iterative")
         if epochs is not None:
             check_int(epochs, "epochs", 0)
         _check_loader(train_loader, "train_loader", reiterable=True)  # all checked before the first prune

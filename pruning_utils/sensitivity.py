@@ -9,9 +9,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .checks import check_fraction, check_module, check_names, check_non_negative, check_numbers, check_real
+from .checks import check_flag, check_fraction, check_module, check_names, check_non_negative, check_numbers, check_real
 from .masks import magnitude_prune, prunable_layers
-from .training import _check_flag
 
 __all__ = ["SensitivityScan", "sensitivity_scan"]
 
@@ -60,7 +59,7 @@ def sensitivity_scan(model: nn.Module, evaluate_fn: Callable[[nn.Module], float]
     if not callable(evaluate_fn):
         raise TypeError(f"evaluate_fn must be a callable model -> float; got {type(evaluate_fn).__name__}")
     sparsities = check_numbers(sparsities, "sparsities", check_fraction)
-    _check_flag(progress, "progress")
+    check_flag(progress, "progress")
     layers = None if layers is None else check_names(layers, "layers")
     names = [n for n, _ in prunable_layers(model, include=layers, **select)]
     from tqdm.auto import tqdm

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .checks import check_int, check_module, check_name, check_positive
+from .checks import check_flag, check_int, check_module, check_name, check_optimizer, check_positive
 from .config import (
     CheckpointError,
     Profile,
@@ -134,7 +134,7 @@ def _milestones(prof: Profile, epochs: int) -> list[int]:
 
 def build_scheduler(optimizer: torch.optim.Optimizer, profile: str | Profile | None = None, *, epochs: int):
     """The profile's step schedule: LR times ``lr_gamma`` at each milestone fraction of ``epochs``."""
-    _check_optimizer_type(optimizer)
+    check_optimizer(optimizer)
     epochs = check_int(epochs, "epochs", 1)
     prof = get_profile(profile)
     return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=_milestones(prof, epochs), gamma=prof.lr_gamma)
@@ -211,14 +211,6 @@ def _checked_loss(loss, name: str = "loss_fn") -> torch.Tensor:
     return loss
 
 
-def _check_flag(value, name: str) -> bool:
-    """A True/False switch such as ``progress`` (not a string: ``"no"`` would be true)."""
-    # TODO(checks.py): a check_flag kind would hold this rule for every module.
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False; got {value!r} ({type(value).__name__})")
-    return value
-
-
 def _check_loader(loader, name: str, *, reiterable: bool = False) -> None:
     """An iterable of ``(inputs, targets)`` batches; with ``reiterable``, one that can be read again.
 
@@ -288,27 +280,6 @@ def _check_classes(targets: torch.Tensor, classes: int, what: str) -> None:
     if targets.numel() and bool(((targets < 0) | (targets >= classes)).any()):
         raise ValueError(f"{what} outside [0, {classes}) (the model predicts {classes} classes): "
                          f"min {int(targets.min())}, max {int(targets.max())}")
-
-
-def _check_optimizer_type(optimizer, name: str = "optimizer") -> torch.optim.Optimizer:
-    if not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(f"{name} must be a torch.optim.Optimizer; got {type(optimizer).__name__}")
-    return optimizer
-
-
-def _check_optimizer(optimizer, model: nn.Module, name: str = "optimizer", model_name: str = "model"):
-    """A ``torch.optim.Optimizer`` that updates at least one parameter of ``model``.
-
-    (An optimizer may hold only some of them, to train part of a model; one that holds none was built
-    for another model and would train nothing.)
-    """
-    # TODO(checks.py): a check_optimizer kind would hold this rule for every module.
-    _check_optimizer_type(optimizer, name)
-    own = {id(p) for p in model.parameters()}
-    if not any(id(p) in own for group in optimizer.param_groups for p in group["params"]):
-        raise ValueError(f"{name} updates none of the parameters of {model_name} ({type(model).__name__}): "
-                         f"it was built for a different model; build it from {model_name}.parameters()")
-    return optimizer
 
 
 def _check_scheduler(scheduler, optimizer) -> None:
@@ -391,10 +362,10 @@ def train(
     _check_loader(train_loader, "train_loader", reiterable=True)
     if val_loader is not None:
         _check_loader(val_loader, "val_loader", reiterable=True)
-    _check_flag(progress, "progress")
+    check_flag(progress, "progress")
     check_name(desc, "desc")  # the progress bar's label
     if optimizer is not None:
-        _check_optimizer(optimizer, model)
+        check_optimizer(optimizer, model)
     loss_fn = _as_loss(loss_fn)
     cbs = _as_callbacks(callbacks)
     device = get_device(device)
@@ -533,8 +504,8 @@ def train_baseline(
     trained now or loaded (a cached load does not train, so it could not otherwise end in the state
     training ends in).
     """
-    _check_flag(retrain, "retrain")
-    _check_flag(progress, "progress")
+    check_flag(retrain, "retrain")
+    check_flag(progress, "progress")
     prof = get_profile(profile)
     path = baseline_path(prof)
     device = get_device(device)

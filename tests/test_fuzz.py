@@ -69,6 +69,13 @@ def _optim(model):
     return torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
 
 
+def _rewind_weights():
+    pruner = pu.LRRewindPruner(cnn(), rewind_epoch=1, total_epochs=3, profile=TINY)
+    optimizer = _optim(pruner.model)
+    pruner.save_rewind_point(optimizer)
+    return pruner.rewind_weights, dict(optimizer=optimizer)
+
+
 CASES = [
     # ---- checks, masks, unstructured ------------------------------------------------------------------
     Case("check_fraction", lambda: (pu.check_fraction, dict(value=0.5, name="amount")), {"value": FRACTION_BAD},
@@ -189,6 +196,7 @@ CASES = [
                                                               total_epochs=3, profile=TINY)),
          {"model": MODEL_BAD, "initial_lr": POSITIVE_BAD, "rewind_epoch": int_bad(0) + [3],
           "total_epochs": int_bad(1), "scope": CHOICE_BAD}),
+    Case("LRRewindPruner.rewind_weights", _rewind_weights, {"optimizer": [None, "sgd", 3]}),
     Case("DistillationFineTuner", lambda: (pu.DistillationFineTuner, dict(student_model=cnn(0), teacher_model=cnn(1))),
          {"student_model": MODEL_BAD, "teacher_model": MODEL_BAD, "temperature": POSITIVE_BAD, "alpha": UNIT_BAD},
          {"student_model": ("student",), "teacher_model": ("teacher",)}),
