@@ -91,6 +91,24 @@ def stop_hogs(hogs: list[subprocess.Popen]) -> None:
             hog.wait()
 
 
+def run_pytest(command: list[str], env: dict) -> int:
+    """pytest's exit code. On Ctrl-C (which pytest receives too) give it 10 s to stop its kernels, then end it."""
+    proc = subprocess.Popen(command, cwd=ROOT, env=env)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        raise
+
+
 def per_notebook(report: Path, notebooks: list[Path]) -> dict[Path, tuple[str, float]]:
     """{notebook: (status, seconds)} from pytest's JUnit XML; a notebook with no test case 'not run'."""
     cases: dict[Path, list] = defaultdict(list)
@@ -146,9 +164,11 @@ def main(argv=None) -> int:
                    *map(str, notebooks), "-q"]
         hogs = start_hogs(args.hogs, args.kind)
         start = time.perf_counter()
-        hog_cpu = 0.0
         try:
-            pytest_rc = subprocess.call(command, cwd=ROOT, env=env)
+            pytest_rc = run_pytest(command, env)
+        except KeyboardInterrupt:
+            print("\ninterrupted: hogs and pytest stopped", file=sys.stderr)
+            return 130
         finally:
             wall = time.perf_counter() - start
             used = [cpu_seconds(hog.pid) for hog in hogs]
