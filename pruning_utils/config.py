@@ -28,7 +28,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from .checks import check_int, check_name, check_non_negative, check_numbers, check_positive, check_share, check_unit
+from .checks import check_flag, check_int, check_name, check_non_negative, check_numbers, check_positive, check_share, check_unit
 
 PROFILE_ENV = "PRUNING_PROFILE"
 CACHE_ENV = "PRUNING_CACHE_DIR"
@@ -85,6 +85,11 @@ class FrozenDict(dict):
 
     def __deepcopy__(self, memo):
         return self
+
+
+# A checkpoint that stores a profile's settings (dataclasses.asdict(profile)) holds FrozenDicts; let
+# torch.load(weights_only=True) rebuild them, as it rebuilds plain dicts.
+torch.serialization.add_safe_globals([FrozenDict])
 
 
 def _freeze(value):
@@ -555,6 +560,7 @@ def setup_course(seed: int | None = None, device=None, verbose: bool = True):
 
     Returns ``(profile, device)``.
     """
+    check_flag(verbose, "verbose")
     profile = get_profile()
     seed_everything(profile.seed if seed is None else seed)
     if profile.num_threads:

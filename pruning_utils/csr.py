@@ -183,6 +183,19 @@ class CSRLinear(nn.Module):
         if x.device != w.device:
             raise ValueError(f"{self._label()} input is on {x.device}, its weight on {w.device}")
 
+    def _check_indices(self, w: torch.Tensor, name: str) -> None:
+        """:func:`spmm.check_csr`, skipped when these very index tensors passed it and were not written since.
+
+        The key holds the weight object, the index tensors' storage and their version counters (an
+        in-place edit of ``crow_indices()`` or ``col_indices()`` bumps them), so any change is re-checked.
+        """
+        crow, col = w.crow_indices(), w.col_indices()
+        key = (id(w), tuple(w.shape), crow.data_ptr(), col.data_ptr(), crow.numel(), col.numel(),
+               crow._version, col._version)
+        if getattr(self, "_indices_checked", None) != key:
+            spmm.check_csr(w, name)
+            self._indices_checked = key
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_parameters()
         self._check_input(x)
@@ -192,7 +205,7 @@ class CSRLinear(nn.Module):
             # flat.T is already contiguous when flat came out of a native CSR layer
             out = spmm._run(w, b, flat.T.contiguous(), name).T
         else:
-            spmm.check_csr(w, name)  # torch's CSR kernels trust the indices: a bad one crashes them
+            self._check_indices(w, name)  # torch's CSR kernels trust the indices: a bad one crashes them
             if flat.shape[0] == 1:  # one input: a sparse matrix-vector product
                 out = torch.mv(w, flat[0]) if b is None else torch.addmv(b, w, flat[0])
             elif b is None:

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .checks import check_fraction, check_int, check_module, check_scope
+from .checks import check_flag, check_fraction, check_int, check_module, check_scope
 
 __all__ = [
     "PRUNABLE_TYPES",
@@ -307,6 +307,8 @@ def prunable_layers(
     A module used at two places of the model is one layer.
     """
     check_module(model)
+    for flag, value in (("skip_first", skip_first), ("skip_last", skip_last), ("allow_shared", allow_shared)):
+        check_flag(value, flag)
     if isinstance(types, type):
         types = (types,)
     if not isinstance(types, tuple) or not types or not all(isinstance(t, type) for t in types):

@@ -23,7 +23,7 @@ import math
 
 from torch import nn
 
-from .checks import check_int, check_names
+from .checks import check_flag, check_int, check_names
 from .flops import _resolve_input_size, sparse_flops
 from .latency import measure_latency
 from .params import _ratio, count_parameters
@@ -54,6 +54,8 @@ def analyze_pruned_model(model: nn.Module, input_size=None, *, latency: bool = T
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
     input_size = _resolve_input_size(model, input_size)
     check_int(rounds, "rounds", 1)
+    for flag, value in (("latency", latency), ("disk", disk), ("verbose", verbose)):
+        check_flag(value, flag)
     counts = count_parameters(model)
     dense_flops, remaining = sparse_flops(model, input_size)
     result = {
@@ -167,3 +169,22 @@ def analysis_table(results: dict, columns=DEFAULT_COLUMNS, reference: str | None
     for label, r in rows.items():
         lines.append(f"| {label} | " + " | ".join(_format_value(c, r.get(c)) for c in columns) + " |")
     return "\n".join(lines)
+
+
+# Before the split these names lived here; a notebook saved then (``metrics.plain_state_dict``) still works.
+_MOVED = {
+    "count_parameters": "params", "plain_state_dict": "params",
+    "check_input_size": "flops", "count_flops": "flops", "default_input_size": "flops", "example_input": "flops",
+    "sparse_flops": "flops", "compare_latency": "latency", "measure_latency": "latency",
+    "checkpoint_sizes": "sparse_format", "load_sparse": "sparse_format", "save_sparse": "sparse_format",
+    "CSRLinear": "csr", "to_dense_linear": "csr", "to_sparse_linear": "csr",
+    "SensitivityScan": "sensitivity", "sensitivity_scan": "sensitivity",
+}
+
+
+def __getattr__(name):
+    if name in _MOVED:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_MOVED[name]}", __package__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections.abc
 import dataclasses
+import functools
 import hashlib
 import inspect
 import json
@@ -163,13 +164,25 @@ _LOSS_CONVENTION = ("loss_fn must be a callable loss_fn(outputs, targets) -> sca
                    "nn.CrossEntropyLoss(), or the course's loss_fn(outputs, targets, inputs) -> scalar tensor")
 
 
+def _is_torch_loss(loss_fn) -> bool:
+    while isinstance(loss_fn, functools.partial):
+        loss_fn = loss_fn.func
+    if isinstance(loss_fn, nn.modules.loss._Loss):
+        return True
+    return getattr(loss_fn, "__module__", None) == "torch.nn.functional"
+
+
 def _loss_arity(loss_fn) -> int:
     """How many positional arguments ``loss_fn`` takes: 2 ``(outputs, targets)`` or 3 ``(..., inputs)``.
 
-    Read once from the signature (an ``nn.Module``'s from its ``forward``): two required positional
-    parameters mean the 2-argument form (``nn.CrossEntropyLoss()``, ``F.cross_entropy``: their further
-    parameters have defaults), three the course's form; a ``*args`` function gets three.
+    torch's own losses (an ``nn.modules.loss._Loss`` such as ``nn.CrossEntropyLoss()``, a function of
+    ``torch.nn.functional``, or a ``functools.partial`` of one) take ``(outputs, targets)``. Any other
+    callable is read once from its signature (an ``nn.Module``'s from its ``forward``): one that accepts
+    a third positional argument (required or with a default, or ``*args``) gets the inputs; one with
+    exactly two gets ``(outputs, targets)``.
     """
+    if _is_torch_loss(loss_fn):  # nn.CrossEntropyLoss(), F.cross_entropy (whose 3rd argument is weight)
+        return 2
     target = loss_fn.forward if isinstance(loss_fn, nn.Module) else loss_fn
     try:
         params = inspect.signature(target).parameters.values()
@@ -181,8 +194,10 @@ def _loss_arity(loss_fn) -> int:
     varargs = any(p.kind is kinds.VAR_POSITIONAL for p in params)
     keyword_only = [p.name for p in params if p.kind is kinds.KEYWORD_ONLY and p.default is kinds.empty]
     if not keyword_only:
-        if required in (2, 3):
-            return required
+        if required == 3 or (required == 2 and (varargs or len(positional) >= 3)):
+            return 3  # a third parameter with a default (inputs=None) still receives the inputs
+        if required == 2:
+            return 2
         if required < 2 and (varargs or len(positional) >= 3):
             return 3
         if required < 2 and len(positional) == 2:
@@ -252,6 +267,8 @@ def _check_batch(batch, name: str) -> tuple[torch.Tensor, torch.Tensor]:
 def _batch(batch, name: str, device) -> tuple[torch.Tensor, torch.Tensor]:
     """One checked ``(inputs, targets)`` batch of ``name``, moved to ``device``."""
     inputs, targets = _check_batch(batch, name)
+    if targets.dtype != torch.long:  # int32/uint8 class indices: cross-entropy wants int64
+        targets = targets.long()
     return inputs.to(device), targets.to(device)
 
 
@@ -271,7 +288,8 @@ def _forward(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, name
         what = tuple(outputs.shape) if isinstance(outputs, torch.Tensor) else type(outputs).__name__
         raise ValueError(f"model must return logits of shape (batch, classes) = ({targets.shape[0]}, classes) "
                          f"for a batch of {name}; got {what}")
-    _check_classes(targets, outputs.shape[1], f"{name} yields targets")
+    if first or targets.device.type == "cpu":  # on an accelerator the check would wait for it every step
+        _check_classes(targets, outputs.shape[1], f"{name} yields targets")
     return outputs
 
 
@@ -298,22 +316,27 @@ def evaluate(model: nn.Module, loader, device=None, loss_fn=None) -> dict:
     """
     check_module(model)
     _check_loader(loader, "loader")
+    return _evaluate(model, loader, device, _as_loss(loss_fn), "loader")
+
+
+@torch.no_grad()
+def _evaluate(model: nn.Module, loader, device, loss_fn, name: str) -> dict:
+    """:func:`evaluate` on checked arguments; errors about the batches name the argument ``name``."""
     device = get_device(device) if device is not None else _model_device(model)
-    loss_fn = _as_loss(loss_fn)
     was_training = model.training
     model.eval()
     correct, total, loss_sum = 0, 0, 0.0
     try:
         for batch in loader:
-            inputs, targets = _batch(batch, "loader", device)
-            outputs = _forward(model, inputs, targets, "loader", first=total == 0)
+            inputs, targets = _batch(batch, name, device)
+            outputs = _forward(model, inputs, targets, name, first=total == 0)
             loss_sum += float(_checked_loss(loss_fn(outputs, targets, inputs))) * targets.numel()
             correct += int((outputs.argmax(dim=1) == targets).sum())
             total += targets.numel()
     finally:
         model.train(was_training)
     if total == 0:
-        raise ValueError("loader is empty: it yields no samples")
+        raise ValueError(f"{name} is empty: it yields no samples")
     return {"accuracy": correct / total, "loss": loss_sum / total}
 
 
@@ -413,7 +436,7 @@ def train(
         history["train_loss"].append(loss_sum / max(seen, 1))
         history["train_acc"].append(correct / max(seen, 1))
         if val_loader is not None:
-            val = evaluate(model, val_loader, device=device, loss_fn=loss_fn)
+            val = _evaluate(model, val_loader, device, loss_fn, "val_loader")
             history["val_loss"].append(val["loss"])
             history["val_acc"].append(val["accuracy"])
             bar.set_postfix(loss=f"{history['train_loss'][-1]:.3f}", val_acc=f"{val['accuracy']:.3f}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .checks import check_fraction, check_percent, check_real, check_tensor
+from .checks import check_flag, check_fraction, check_percent, check_real, check_tensor
 from .masks import (
     apply_mask,
     get_mask,
@@ -52,6 +52,7 @@ class SimplePruner:
                  skip_first: bool = False, skip_last: bool = False, verbose: bool = True):
         self.model = model
         self.pruning_rate = check_fraction(pruning_rate, "pruning_rate")
+        check_flag(verbose, "verbose")
         self.layers = prunable_layers(model, include, exclude, skip_first=skip_first, skip_last=skip_last)
         self.verbose = verbose
 

@@ -478,3 +478,14 @@ def test_a_checkpoint_is_byte_for_byte_what_torch_save_writes(tmp_path):
     torch.save(state, tmp_path / "torch" / "ckpt.pt")  # torch names the zip records after the file
     ours = save_checkpoint(state, tmp_path / "ours" / "ckpt.pt")
     assert ours.read_bytes() == (tmp_path / "torch" / "ckpt.pt").read_bytes()
+
+
+def test_a_checkpoint_holding_a_profiles_settings_loads_back(tmp_path):
+    import dataclasses
+
+    from pruning_utils.config import get_profile, load_checkpoint, save_checkpoint
+
+    prof = get_profile("quick")
+    path = save_checkpoint({"config": dataclasses.asdict(prof), "kwargs": prof.model_kwargs}, tmp_path / "c.pt")
+    loaded = load_checkpoint(path)
+    assert loaded["config"] == dataclasses.asdict(prof) and loaded["kwargs"] == dict(prof.model_kwargs)

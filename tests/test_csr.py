@@ -210,3 +210,28 @@ def test_columns_need_not_be_sorted_within_a_row(kernel):
     with torch.no_grad():
         torch.testing.assert_close(layer(x), x @ expected.T)
     torch.testing.assert_close(layer.to_linear().weight.detach(), expected)
+
+
+def test_an_index_edited_after_a_checked_forward_is_caught_again():
+    """The torch path remembers a passed check; an in-place edit of the indices must void it."""
+    script = textwrap.dedent("""
+        import warnings, torch
+        from torch import nn
+        from pruning_utils.csr import CSRLinear
+        warnings.simplefilter("ignore")
+        lin = nn.Linear(16, 8)
+        with torch.no_grad():
+            lin.weight[:, ::2] = 0
+        layer = CSRLinear.from_linear(lin, kernel="torch")
+        x = torch.randn(1, 16)
+        assert torch.allclose(layer(x), lin(x), atol=1e-6)
+        layer(x)  # the second call skips the check
+        layer.weight.col_indices()[3] = 10_000
+        try:
+            layer(x)
+        except ValueError as exc:
+            print("REFUSED", "column indices must lie in" in str(exc))
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "REFUSED True" in result.stdout

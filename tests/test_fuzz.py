@@ -29,6 +29,7 @@ POSITIVE_BAD = REAL_BAD + [0, -1.0]
 CHOICE_BAD = ["", "nonsense", 3, True]
 MODEL_BAD = [None, "model", 3, torch.zeros(2)]
 TENSOR_BAD = [None, [1.0, 2.0], "x", 3]
+FLAG_BAD = ["no", 0, None]
 
 
 def int_bad(minimum: int) -> list:
@@ -91,7 +92,8 @@ CASES = [
     Case("enforce_masks", lambda: (pu.enforce_masks, dict(model=pruned_cnn())), {"model": MODEL_BAD}),
     Case("prunable_layers", lambda: (pu.prunable_layers, dict(model=cnn())),
          {"model": MODEL_BAD + [nn.ReLU()], "include": [3, ["nope"], [3.0]], "exclude": [3, ["nope"]],
-          "types": [3, "Linear", (3,)]}, {"include": ("include",), "exclude": ("exclude",)}),
+          "types": [3, "Linear", (3,)], "skip_first": FLAG_BAD, "skip_last": FLAG_BAD, "allow_shared": FLAG_BAD},
+         {"include": ("include",), "exclude": ("exclude",)}),
     Case("magnitude_prune", lambda: (pu.magnitude_prune, dict(layers=pu.prunable_layers(cnn()), target_sparsity=0.5)),
          {"layers": [None, [], "conv1", cnn(), [cnn()], [("x", nn.ReLU())], iter([("x", 3)])],
           "target_sparsity": FRACTION_BAD, "scope": CHOICE_BAD}),
@@ -104,13 +106,15 @@ CASES = [
          lambda: (pu.load_weights_keep_masks, dict(model=pruned_cnn(), state_dict=pu.plain_state_dict(cnn(1)))),
          {"model": MODEL_BAD, "state_dict": [None, {}, [], "sd", {"conv1.weight": torch.zeros(1)}]}),
     Case("SimplePruner", lambda: (pu.SimplePruner, dict(model=cnn(), pruning_rate=0.5, verbose=False)),
-         {"model": MODEL_BAD + [nn.ReLU()], "pruning_rate": FRACTION_BAD}),
+         {"model": MODEL_BAD + [nn.ReLU()], "pruning_rate": FRACTION_BAD, "verbose": FLAG_BAD,
+          "skip_first": FLAG_BAD}),
     Case("SimplePruner.apply_magnitude_pruning",
          lambda: (pu.SimplePruner(cnn(), verbose=False).apply_magnitude_pruning, dict(pruning_rate=0.5)),
          {"pruning_rate": FRACTION_BAD}),
     Case("SimplePruner.get_sparsity", lambda: (pu.SimplePruner.get_sparsity, dict(module=nn.Linear(2, 2))),
          {"module": MODEL_BAD + [nn.ReLU()]}),
-    Case("ThresholdPruner", lambda: (pu.ThresholdPruner, dict(model=cnn())), {"model": MODEL_BAD + [nn.ReLU()]}),
+    Case("ThresholdPruner", lambda: (pu.ThresholdPruner, dict(model=cnn())),
+         {"model": MODEL_BAD + [nn.ReLU()], "skip_last": FLAG_BAD}),
     Case("ThresholdPruner.apply_global_pruning",
          lambda: (pu.ThresholdPruner(cnn()).apply_global_pruning, dict(target_sparsity=0.5)),
          {"target_sparsity": FRACTION_BAD}),
@@ -146,6 +150,7 @@ CASES = [
     # ---- config -------------------------------------------------------------------------------------
     Case("get_profile", lambda: (pu.get_profile, dict(name="quick")), {"name": CHOICE_BAD}, {"name": ("profile",)}),
     Case("seed_everything", lambda: (pu.seed_everything, dict(seed=0)), {"seed": int_bad(0)}),
+    Case("setup_course", lambda: (pu.setup_course, dict(verbose=False)), {"verbose": FLAG_BAD}),
     Case("get_device", lambda: (pu.get_device, dict(prefer="cpu")), {"prefer": ["nonsense", 3, True]},
          {"prefer": ("device",)}),
     Case("Profile.replace", lambda: (TINY.replace, dict(epochs=2)),
@@ -223,7 +228,8 @@ CASES = [
     Case("measure_latency", lambda: (pu.measure_latency, dict(model=cnn(), rounds=1, min_run_time=0.001)),
          {"model": MODEL_BAD, "input_size": [3, (1, 3, 8, 8)], "rounds": int_bad(1), "min_run_time": POSITIVE_BAD}),
     Case("analyze_pruned_model", lambda: (pu.analyze_pruned_model, dict(model=pruned_cnn(), latency=False)),
-         {"model": MODEL_BAD, "input_size": [3, "x", (1, 3, 8, 8)], "rounds": int_bad(1)}),
+         {"model": MODEL_BAD, "input_size": [3, "x", (1, 3, 8, 8)], "rounds": int_bad(1), "latency": FLAG_BAD,
+          "disk": FLAG_BAD, "verbose": FLAG_BAD}),
     Case("format_analysis", lambda: (pu.format_analysis, dict(result=pu.analyze_pruned_model(cnn(), latency=False,
                                                                                               disk=False))),
          {"result": [None, "x", 3, []]}),
@@ -294,7 +300,7 @@ def test_every_public_callable_is_driven_by_a_case():
     driven = {c.label.split(".")[0] for c in CASES}
     exempt = {"cache_dir", "data_dir", "Callback", "TrainState", "BaselineResult", "PipelineResult", "Loaders",
               "SensitivityScan", "WeightMask", "CheckpointError", "DatasetNotAvailableError", "MaskSerializationError",
-              "setup_course", "train_baseline", "baseline_path", "build_model_for", "final_lr",
+              "train_baseline", "baseline_path", "build_model_for", "final_lr",
               "create_pruning_pipeline", "load_pruned_model", "load_checkpoint", "save_checkpoint", "save_sparse",
               "load_sparse", "download_dataset", "get_loaders", "save_figure", "CSRLinear"}
     public = {n for n in pu.__all__ if callable(getattr(pu, n))}

@@ -282,3 +282,12 @@ def test_timing_and_flop_counting_give_every_submodule_its_own_mode_back():
     count_flops(model, (1, 1, 8, 8))
     measure_latency(model, rounds=1, min_run_time=0.01)
     assert model.training and model.conv1.training and not model.bn1.training
+
+
+def test_names_that_moved_out_of_metrics_still_resolve_there():
+    from pruning_utils import csr, metrics, params, sensitivity
+
+    assert metrics.plain_state_dict is params.plain_state_dict
+    assert metrics.sensitivity_scan is sensitivity.sensitivity_scan and metrics.CSRLinear is csr.CSRLinear
+    with pytest.raises(AttributeError):
+        metrics.not_a_name  # noqa: B018

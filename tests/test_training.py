@@ -1,3 +1,4 @@
+import functools
 import pytest
 import torch
 
@@ -212,9 +213,20 @@ def test_loss_convention_is_read_from_the_signature_two_or_three_arguments():
             seen["module"] = inputs.shape
             return ce(outputs, targets)
 
-    for loss_fn in (with_inputs, varargs, ModuleLoss()):
+    def defaulted(outputs, targets, inputs=None):  # a default does not stop the inputs from arriving
+        seen["defaulted"] = None if inputs is None else inputs.shape
+        return ce(outputs, targets)
+
+    for loss_fn in (with_inputs, varargs, ModuleLoss(), defaulted):
         train(fresh_model(), few_batches(), profile=TINY, epochs=1, loss_fn=loss_fn, progress=False, device="cpu")
-    assert seen == {"inputs": (8, 1, 8, 8), "n": 3, "module": (8, 1, 8, 8)}
+    assert seen == {"inputs": (8, 1, 8, 8), "n": 3, "module": (8, 1, 8, 8), "defaulted": (8, 1, 8, 8)}
+    # torch's own losses take (outputs, targets): F.cross_entropy's third parameter is a class weight
+    smoothed = functools.partial(torch.nn.functional.cross_entropy, label_smoothing=0.1)
+    model, loader = fresh_model(), few_batches()
+    x, y = next(iter(loader))
+    with torch.no_grad():
+        expected = torch.nn.functional.cross_entropy(model.eval()(x), y, label_smoothing=0.1).item()
+    assert evaluate(model, [(x, y)], loss_fn=smoothed)["loss"] == pytest.approx(expected, rel=1e-6)
 
 
 @pytest.mark.parametrize("loss_fn, error", [
@@ -359,3 +371,20 @@ def test_baseline_leaves_the_global_rng_as_a_fresh_seed_cached_or_not():
     for got in (after_training, after_loading):
         assert torch.equal(got[0], expected[0]) and got[1] == expected[1] and got[2] == expected[2]
     assert "seed_everything(profile.seed)" in inspect.getdoc(train_baseline)
+
+
+def test_a_bad_validation_batch_is_named_val_loader():
+    bad_val = [(torch.randn(4, 3, 8, 8), torch.randint(0, 10, (4,)))]  # 3 channels: does not fit the model
+    with pytest.raises(ValueError, match="val_loader"):
+        train(fresh_model(), few_batches(), profile=TINY, epochs=1, val_loader=bad_val, progress=False, device="cpu")
+
+
+@pytest.mark.parametrize("dtype", [torch.int32, torch.uint8, torch.int16])
+def test_integer_targets_of_any_width_train_like_int64_ones(dtype):
+    data = [(x, y) for x, y in few_batches()]
+    narrow = [(x, y.to(dtype)) for x, y in data]
+    a, b = fresh_model(), fresh_model()
+    train(a, data, profile=TINY, epochs=1, progress=False, device="cpu")
+    train(b, narrow, profile=TINY, epochs=1, progress=False, device="cpu")
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert evaluate(b, narrow) == evaluate(b, data)
