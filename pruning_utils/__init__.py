@@ -13,6 +13,7 @@ Notebooks import everything from here. One concern per module:
 | ``iterative``, ``rewinding``, ``gradual``, ``distillation`` | the pruning schedules and knowledge distillation |
 | ``params``, ``flops``, ``latency`` | parameter counts, FLOPs, timing |
 | ``metrics``, ``sensitivity`` | the analysis report and table; per-layer sensitivity scans |
+| ``stats`` | accuracy intervals, paired tests (McNemar), intervals over seeds, the verdict |
 | ``sparse_format``, ``csr``, ``spmm`` | sparse checkpoints; CSR Linear layers; the compiled CSR kernel |
 | ``plots``, ``pipeline``, ``course`` | figures; the end-to-end pipeline and CLI; running the course |
 """
@@ -73,6 +74,7 @@ from .sparse_format import checkpoint_sizes, load_sparse, save_sparse
 from .csr import CSRLinear, to_dense_linear, to_sparse_linear
 from .sensitivity import SensitivityScan, sensitivity_scan
 from .metrics import analysis_table, analyze_pruned_model, format_analysis
+from .stats import Interval, PairedResult, accuracy_interval, paired_seed_test, paired_test, seed_interval, verdict
 from .distillation import DistillationFineTuner, distillation_loss, soft_targets
 from .gradual import GradualPruner, cubic_sparsity, pruning_steps
 
@@ -84,6 +86,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "accuracy_interval",
     "analysis_table",
     "analyze_pruned_model",
     "apply_mask",
@@ -126,6 +129,7 @@ __all__ = [
     "get_mask",
     "get_profile",
     "GradualPruner",
+    "Interval",
     "is_masked",
     "iterative_targets",
     "IterativePruner",
@@ -134,14 +138,17 @@ __all__ = [
     "load_pruned_model",
     "load_sparse",
     "load_weights_keep_masks",
-    "MaskSerializationError",
     "Loaders",
     "lr_schedule",
     "LRRewindPruner",
     "magnitude_prune",
     "make_permanent",
+    "MaskSerializationError",
     "measure_latency",
     "MLP",
+    "paired_seed_test",
+    "paired_test",
+    "PairedResult",
     "per_iteration_rate",
     "PipelineResult",
     "plain_state_dict",
@@ -156,6 +163,7 @@ __all__ = [
     "save_figure",
     "save_sparse",
     "seed_everything",
+    "seed_interval",
     "sensitivity_scan",
     "SensitivityScan",
     "setup_course",
@@ -172,6 +180,7 @@ __all__ = [
     "train",
     "train_baseline",
     "TrainState",
+    "verdict",
 ]
 
 

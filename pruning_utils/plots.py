@@ -28,6 +28,9 @@ __all__ = [
 ]
 
 
+from .stats import accuracy_interval, seed_interval
+
+
 def _finish(fig, *axes):
     """The common last touches: a light grid and a legend on every axis, a tight layout; returns ``fig``."""
     for ax in axes:
@@ -74,11 +77,21 @@ def plot_samples(dataset, n: int = 16, title: str = "samples"):
 
 
 
-def plot_accuracy_vs_sparsity(curves: dict, baseline: float | None = None, title: str = "accuracy vs sparsity"):
-    """One line per method: ``curves = {label: (sparsities, accuracies)}`` with values in [0, 1]."""
+def plot_accuracy_vs_sparsity(curves: dict, baseline: float | None = None, title: str = "accuracy vs sparsity",
+                              n: int | None = None):
+    """One line per method: ``curves = {label: (sparsities, accuracies)}`` with values in [0, 1].
+
+    With ``n`` (the number of test images) each line gets a shaded 95% Wilson interval
+    (:func:`pruning_utils.stats.accuracy_interval`): points whose bands overlap may not differ at all.
+    """
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    for label, (sp, acc) in curves.items():
-        ax.plot([100 * s for s in sp], [100 * a for a in acc], marker="o", label=label)
+    for i, (label, (sp, acc)) in enumerate(curves.items()):
+        x = [100 * s for s in sp]
+        ax.plot(x, [100 * a for a in acc], marker="o", label=label, color=f"C{i}")
+        if n is not None:
+            bands = [accuracy_interval(round(a * n), n) for a in acc]
+            ax.fill_between(x, [100 * b.low for b in bands], [100 * b.high for b in bands], color=f"C{i}",
+                            alpha=0.15, linewidth=0)
     if baseline is not None:
         ax.axhline(100 * baseline, color="gray", linestyle="--", label=f"dense ({100 * baseline:.1f}%)")
     ax.set(xlabel="sparsity of prunable weights (%)", ylabel="test accuracy (%)", title=title)
@@ -230,9 +243,16 @@ def plot_soft_targets(probs: dict, title: str = "teacher's soft targets"):
 
 def plot_results_by_seed(results: dict, baseline: float | None = None, title: str = "test accuracy",
                          ylabel: str = "test accuracy (%)"):
-    """One column per method: a dot per seed and a line at the mean; ``results = {label: [fractions]}``."""
+    """One column per method: a dot per seed, a line at the mean and, with 2 or more seeds, the 95%
+    Student-t interval of the mean (:func:`pruning_utils.stats.seed_interval`) as an error bar;
+    ``results = {label: [fractions]}``."""
     fig, ax = plt.subplots(figsize=(max(4.5, 1.3 * len(results) + 2), 3.8))
     for i, (label, values) in enumerate(results.items()):
+        if len(values) >= 2:
+            band = seed_interval(values)
+            ax.errorbar([i + 0.33], [100 * band.estimate], yerr=[[100 * (band.estimate - band.low)],
+                                                                  [100 * (band.high - band.estimate)]],
+                        color=f"C{i}", capsize=4, label="95% interval of the mean" if i == 0 else None)
         values = [100 * v for v in values]
         ax.hlines(sum(values) / len(values), i - 0.3, i + 0.3, color=f"C{i}", linewidth=2.5,
                   label="mean" if i == 0 else None)
@@ -240,8 +260,12 @@ def plot_results_by_seed(results: dict, baseline: float | None = None, title: st
     if baseline is not None:
         ax.axhline(100 * baseline, color="gray", linestyle="--", label=f"dense ({100 * baseline:.1f}%)")
     ax.legend(loc="lower right")
-    lows = [100 * min(v) for v in results.values()] + ([100 * baseline] if baseline is not None else [])
-    highs = [100 * max(v) for v in results.values()] + ([100 * baseline] if baseline is not None else [])
+    bands = [seed_interval(v) for v in results.values() if len(v) >= 2]
+    lows = [100 * min(v) for v in results.values()] + [100 * b.low for b in bands]
+    highs = [100 * max(v) for v in results.values()] + [100 * b.high for b in bands]
+    if baseline is not None:
+        lows.append(100 * baseline)
+        highs.append(100 * baseline)
     pad = max(1.0, 0.15 * (max(highs) - min(lows)))
     ax.set_ylim(min(lows) - pad, min(100.0, max(highs) + pad))
     ax.set_xticks(range(len(results)))

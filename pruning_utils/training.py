@@ -309,35 +309,43 @@ def _check_scheduler(scheduler, optimizer) -> None:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader, device=None, loss_fn=None) -> dict:
+def evaluate(model: nn.Module, loader, device=None, loss_fn=None, *, per_image: bool = False) -> dict:
     """Accuracy and mean loss of ``model`` on ``loader``; the model's train/eval mode is restored.
 
-    Returns ``{"accuracy": float in [0, 1], "loss": float}``.
+    Returns ``{"accuracy": float in [0, 1], "loss": float}``; with ``per_image`` also ``"correct"``, a
+    bool tensor (one per image, in loader order) for paired comparisons (:func:`pruning_utils.stats.paired_test`).
     """
     check_module(model)
     _check_loader(loader, "loader")
-    return _evaluate(model, loader, device, _as_loss(loss_fn), "loader")
+    check_flag(per_image, "per_image")
+    return _evaluate(model, loader, device, _as_loss(loss_fn), "loader", per_image)
 
 
 @torch.no_grad()
-def _evaluate(model: nn.Module, loader, device, loss_fn, name: str) -> dict:
+def _evaluate(model: nn.Module, loader, device, loss_fn, name: str, per_image: bool = False) -> dict:
     """:func:`evaluate` on checked arguments; errors about the batches name the argument ``name``."""
     device = get_device(device) if device is not None else _model_device(model)
     was_training = model.training
     model.eval()
-    correct, total, loss_sum = 0, 0, 0.0
+    correct, total, loss_sum, hits = 0, 0, 0.0, []
     try:
         for batch in loader:
             inputs, targets = _batch(batch, name, device)
             outputs = _forward(model, inputs, targets, name, first=total == 0)
             loss_sum += float(_checked_loss(loss_fn(outputs, targets, inputs))) * targets.numel()
-            correct += int((outputs.argmax(dim=1) == targets).sum())
+            right = outputs.argmax(dim=1) == targets
+            correct += int(right.sum())
+            if per_image:
+                hits.append(right.cpu())
             total += targets.numel()
     finally:
         model.train(was_training)
     if total == 0:
         raise ValueError(f"{name} is empty: it yields no samples")
-    return {"accuracy": correct / total, "loss": loss_sum / total}
+    result = {"accuracy": correct / total, "loss": loss_sum / total}
+    if per_image:
+        result["correct"] = torch.cat(hits)
+    return result
 
 
 def _model_device(model: nn.Module) -> torch.device:

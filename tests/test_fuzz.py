@@ -246,6 +246,20 @@ CASES = [
     Case("to_dense_linear", lambda: (pu.to_dense_linear, dict(model=pu.MLP(16, 4, (8,)))), {"model": MODEL_BAD}),
     Case("CSRLinear.from_linear", lambda: (pu.CSRLinear.from_linear, dict(linear=nn.Linear(4, 4))),
          {"linear": MODEL_BAD + [nn.Conv2d(1, 1, 1)], "kernel": CHOICE_BAD}),
+    # ---- stats --------------------------------------------------------------------------------------
+    Case("accuracy_interval", lambda: (pu.accuracy_interval, dict(correct=300, n=360)),
+         {"correct": int_bad(0) + [361], "n": int_bad(1), "confidence": REAL_BAD + [0.3, 1.0, 95],
+          "method": CHOICE_BAD}),
+    Case("paired_test", lambda: (pu.paired_test, dict(correct_a=[True, False, True], correct_b=[True, True, False])),
+         {"correct_a": [None, "101", [], [0.5, 1, 0], [True, False], 3, [[True]]],
+          "correct_b": [None, [True], [2, 0, 1]], "names": ["ab", ("a",), (1, 2), None], "confidence": [NAN, 2.0]}),
+    Case("seed_interval", lambda: (pu.seed_interval, dict(values=[0.9, 0.92, 0.91])),
+         {"values": [None, "0.9", [0.9], [0.9, NAN], [0.9, INF], 0.9, iter(["a", "b"])], "confidence": [NAN, 0.1]}),
+    Case("paired_seed_test", lambda: (pu.paired_seed_test, dict(values_a=[0.9, 0.92], values_b=[0.8, 0.85])),
+         {"values_a": [None, "0.9", [0.9], [NAN, 0.9]], "values_b": [None, [0.8], [0.8, INF]],
+          "names": ["ab", (3, 4)]}),
+    Case("verdict", lambda: (pu.verdict, dict(difference=pu.Interval(0.01, -0.01, 0.03))),
+         {"difference": [None, 0.5, (0, 1, 2)], "names": ["ab", ("a",)]}),
     # ---- course -------------------------------------------------------------------------------------
     Case("colab_url", lambda: (pu.colab_url, dict(notebook="00_setup_and_baseline.ipynb")),
          {"notebook": [None, 3, "", "../x.ipynb"]}),
@@ -299,7 +313,7 @@ def test_every_public_callable_is_driven_by_a_case():
     """A new public function or class must get its fuzz case (names that take no arguments are exempt)."""
     driven = {c.label.split(".")[0] for c in CASES}
     exempt = {"cache_dir", "data_dir", "Callback", "TrainState", "BaselineResult", "PipelineResult", "Loaders",
-              "SensitivityScan", "WeightMask", "CheckpointError", "DatasetNotAvailableError", "MaskSerializationError",
+              "SensitivityScan", "WeightMask", "Interval", "PairedResult", "CheckpointError", "DatasetNotAvailableError", "MaskSerializationError",
               "train_baseline", "baseline_path", "build_model_for", "final_lr",
               "create_pruning_pipeline", "load_pruned_model", "load_checkpoint", "save_checkpoint", "save_sparse",
               "load_sparse", "download_dataset", "get_loaders", "save_figure", "CSRLinear"}

@@ -76,3 +76,32 @@ def test_speedups_draw_one_bar_group_per_setting():
     fig = plots.plot_speedups({"50%": {"fewer FLOPs": 3.9, "speed-up": 2.5}, "75%": {"fewer FLOPs": 15.0}})
     heights = [p.get_height() for p in fig.axes[0].patches]
     assert sorted(h for h in heights if h == h) == [2.5, 3.9, 15.0]
+
+
+def test_accuracy_vs_sparsity_draws_wilson_bands_when_told_the_test_size():
+    from pruning_utils.stats import accuracy_interval
+
+    fig = plots.plot_accuracy_vs_sparsity({"global": ([0.5, 0.9], [0.95, 0.90])}, n=360)
+    (band,) = fig.axes[0].collections
+    ys = band.get_paths()[0].vertices[:, 1]
+    expected = [accuracy_interval(round(a * 360), 360) for a in (0.95, 0.90)]
+    assert min(ys) == pytest.approx(100 * min(e.low for e in expected))
+    assert max(ys) == pytest.approx(100 * max(e.high for e in expected))
+    assert not plots.plot_accuracy_vs_sparsity({"global": ([0.5], [0.95])}).axes[0].collections  # no n, no band
+
+
+def test_results_by_seed_draws_the_t_interval_of_the_mean():
+    from pruning_utils.stats import seed_interval
+
+    values = [0.90, 0.93, 0.92]
+    fig = plots.plot_results_by_seed({"distilled": values, "single": [0.85]})
+    ax = fig.axes[0]
+    from matplotlib.collections import LineCollection
+
+    vertical = [s for c in ax.collections if isinstance(c, LineCollection) for s in c.get_segments()
+                if s[0][0] == s[1][0]]
+    assert len(vertical) == 1  # one error bar: the single-seed column gets none
+    low, high = sorted(vertical[0][:, 1])
+    band = seed_interval(values)
+    assert (low, high) == pytest.approx((100 * band.low, 100 * band.high))
+    assert ax.get_ylim()[0] < 100 * band.low and ax.get_ylim()[1] > 100 * band.high
