@@ -84,3 +84,23 @@ def test_readme_results_table_is_the_one_make_course_wrote():
     assert not missing, f"README's results rows differ from results/summary.md (rerun make course, copy): {missing}"
     for figure in re.findall(r"\]\((results/figures/[^)]+)\)", readme):
         assert (NOTEBOOKS.parent / figure).is_file(), figure
+
+
+SOLUTIONS = sorted((NOTEBOOKS / "solutions").glob("[0-9][0-9]_*_solutions.ipynb"))
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.name)
+def test_solutions_notebook_shape(path):
+    """A solutions notebook belongs to a topic notebook, starts like it and runs under nbval like it."""
+    topic = NOTEBOOKS / path.name.replace("_solutions.ipynb", ".ipynb")
+    assert topic.exists(), f"{path.name} has no topic notebook {topic.name}"
+    nb = load(path)
+    assert nb["metadata"]["kernelspec"]["name"] == "python3"
+    first = nb["cells"][0]
+    assert first["cell_type"] == "markdown" and re.match(rf"# {path.name[:2]} · Solutions", "".join(first["source"]))
+    assert code_cells(nb)[0] == code_cells(load(topic))[0]
+    for cell in nb["cells"]:
+        for out in cell.get("outputs", []):
+            assert out["output_type"] != "error", f"{path.name} has a saved error output"
+    topic_text = "".join("".join(c["source"]) for c in load(topic)["cells"] if c["cell_type"] == "markdown")
+    assert "solutions/" in topic_text, f"{topic.name} does not point the learner to its solutions"
