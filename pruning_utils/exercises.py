@@ -18,9 +18,136 @@ def _report(ok: bool, right: str, hint: str) -> bool:
 
 # --- notebook 01 ---------------------------------------------------------------------------------------
 
+__all__ += ["check_compounded_sparsity", "check_most_sensitive_layer"]
+
+
+def check_compounded_sparsity(answer, rate: float = 0.5, times: int = 3, model=None) -> bool:
+    """Exercise 01.2: the sparsity (a fraction) after ``times`` calls of per-layer pruning at ``rate``.
+
+    Each call prunes ``round(rate * alive)`` more weights of every layer (a fraction of the weights still
+    alive). With ``model`` the count is redone layer by layer with that rounding; without it, the exact
+    ``1 - (1 - rate) ** times``. Right within 0.05 points.
+    """
+    from .checks import check_fraction, check_int, check_module, check_unit
+    from .masks import prunable_layers
+
+    answer = check_unit(answer, "answer", " (a fraction of the weights: 0.9 for 90%)")
+    rate = check_fraction(rate, "rate")
+    times = check_int(times, "times", 1)
+    if model is None:
+        right = 1 - (1 - rate) ** times
+    else:
+        sizes = [m.weight.numel() for _, m in prunable_layers(check_module(model))]
+        zeros = [0] * len(sizes)
+        for _ in range(times):
+            zeros = [z + round(rate * (n - z)) for z, n in zip(zeros, sizes)]
+        right = sum(zeros) / sum(sizes)
+    hint = (f"each call prunes {rate:.0%} of the weights still alive, not {rate:.0%} of all of them: "
+            f"after one call {1 - rate:.0%} remain; what remains after {times}?")
+    return _report(abs(answer - right) <= 5e-4, f"{right:.2%} of the weights are zero after {times} calls at {rate:.0%}",
+                   hint)
+
+
+def check_most_sensitive_layer(answer, model, loader, rate: float = 0.9) -> bool:
+    """Exercise 01.1: the layer whose magnitude pruning at ``rate`` (that layer alone) costs most test accuracy.
+
+    Recomputed here: each prunable layer of a copy of ``model`` in turn keeps its ``1 - rate`` largest
+    ``|w|``; the layer with the lowest test accuracy on ``loader`` is the answer (any of several tied).
+    """
+    import copy
+
+    import torch
+
+    from .checks import check_fraction, check_module, check_name
+    from .masks import apply_mask, prunable_layers
+    from .training import evaluate
+
+    answer = check_name(answer, "answer")
+    model = check_module(model)
+    rate = check_fraction(rate, "rate")
+    names = [name for name, _ in prunable_layers(model)]
+    if answer not in names:
+        raise ValueError(f"answer must be the name of one prunable layer of model, one of {names}; got {answer!r}")
+    accuracy = {}
+    for name in names:
+        pruned = copy.deepcopy(model)
+        layer = dict(pruned.named_modules())[name]
+        magnitude = layer.weight.detach().abs().reshape(-1)
+        keep = torch.zeros_like(magnitude, dtype=torch.bool)
+        keep[torch.topk(magnitude, magnitude.numel() - round(rate * magnitude.numel())).indices] = True
+        apply_mask(layer, keep.view_as(layer.weight))
+        accuracy[name] = evaluate(pruned, loader)["accuracy"]
+    worst = min(accuracy.values())
+    table = ", ".join(f"{n} {a:.1%}" for n, a in accuracy.items())
+    return _report(accuracy[answer] == worst, f"{answer} alone at {rate:.0%} leaves the lowest accuracy ({table})",
+                   f"prune one layer at a time at {rate:.0%} and compare the accuracies; {answer} alone leaves "
+                   f"{accuracy[answer]:.1%}, another layer does more damage")
+
 # --- notebook 02 ---------------------------------------------------------------------------------------
 
 # --- notebook 04 ---------------------------------------------------------------------------------------
+
+__all__ += ["check_round_rate", "check_alive_weights"]
+
+def check_round_rate(answer, target_sparsity, num_iterations) -> bool:
+    """Notebook 04, exercise 4: the fraction of the surviving weights each of ``num_iterations`` rounds
+    removes so that they compound to ``target_sparsity``.
+
+    The right rate is found here by bisection on "the share still alive after the rounds is
+    ``1 - target_sparsity``" (not from the closed form the package uses); answers within 5e-4 count.
+    """
+    from .checks import check_fraction, check_int, check_real
+
+    answer = check_real(answer, "answer")
+    target = check_fraction(target_sparsity, "target_sparsity")
+    rounds = check_int(num_iterations, "num_iterations", 1)
+    low, high = 0.0, 1.0
+    for _ in range(60):  # alive(r) = (1 - r) ** rounds falls as r grows
+        mid = (low + high) / 2
+        low, high = (mid, high) if (1 - mid) ** rounds > 1 - target else (low, mid)
+    right = (low + high) / 2
+    ok = abs(answer - right) <= 5e-4
+    if ok:
+        hint = ""
+    elif abs(answer - 100 * right) <= 5e-2:
+        hint = "give the rate as a fraction of the surviving weights (0.3 for 30%), not a percent"
+    elif abs(answer - target / rounds) <= 5e-4:
+        hint = (f"{answer:.4f} removes the same share of the ORIGINAL weights each round; each round prunes a "
+                "share of the weights still alive, and the shares compound: (1 - r) ** rounds = 1 - target")
+    elif abs(answer - target) <= 5e-4:
+        hint = "that is the final sparsity; the per-round rate is the share of the survivors each round removes"
+    else:
+        hint = f"{answer!r} is not it: after {rounds} rounds, (1 - r) ** {rounds} of the weights must be left"
+    return _report(ok, f"each round removes {right:.4f} of the survivors ({rounds} rounds -> {target:.2%})", hint)
+
+
+def check_alive_weights(answer, model, layer) -> bool:
+    """Notebook 04, exercise 5: how many weights of ``model``'s layer ``layer`` are non-zero (counted here
+    from the weight itself, masked or made permanent)."""
+    import torch
+
+    from .checks import check_int, check_module, check_name
+
+    answer = check_int(answer, "answer", 0)
+    model = check_module(model, "model")
+    layer = check_name(layer, "layer")
+    layers = {name: module for name, module in model.named_modules()
+              if isinstance(getattr(module, "weight", None), torch.Tensor)}
+    if layer not in layers:
+        raise ValueError(f"layer must name a layer of model with a weight, one of {sorted(layers)}; got {layer!r}")
+    weight = layers[layer].weight.detach()
+    right, total = int(torch.count_nonzero(weight)), weight.numel()
+    ok = answer == right
+    if ok:
+        hint = ""
+    elif answer == total - right:
+        hint = "that is the number of pruned (zero) weights; count the non-zero ones"
+    elif answer == total:
+        hint = f"{layer} has {total} weights in all; count only those that are not zero"
+    else:
+        hint = f"{answer} is not it: count the non-zero entries of {layer}.weight (torch.count_nonzero)"
+    return _report(ok, f"{layer} keeps {right} of its {total} weights", hint)
+
 
 # --- notebook 05 ---------------------------------------------------------------------------------------
 
