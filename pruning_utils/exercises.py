@@ -154,3 +154,28 @@ def check_alive_weights(answer, model, layer) -> bool:
 # --- notebook 06 ---------------------------------------------------------------------------------------
 
 # --- notebook 07 ---------------------------------------------------------------------------------------
+
+__all__ += ["check_linear_sparsity"]
+
+
+def check_linear_sparsity(answer, step: int, final_sparsity: float = 0.98, begin_step: int = 0,
+                          end_step: int = 90, initial_sparsity: float = 0.0) -> bool:
+    """Exercise 07.3: the target sparsity (a fraction) of a *linear* schedule at ``step``.
+
+    Recomputed here: ``s_i + (s_f - s_i) * (t - t_0) / (end - t_0)``, clamped to ``s_i`` before
+    ``begin_step`` and ``s_f`` after ``end_step``. Right within 1e-6.
+    """
+    from .checks import check_step, check_unit
+    from .gradual import _check_schedule, cubic_sparsity
+
+    answer = check_unit(answer, "answer", " (a fraction of the weights: 0.49 for 49%)")
+    step = check_step(step)
+    initial, final, begin, end, _ = _check_schedule(initial_sparsity, final_sparsity, begin_step, end_step)
+    progress = min(max((step - begin) / (end - begin), 0.0), 1.0)
+    right = initial + (final - initial) * progress
+    if abs(answer - cubic_sparsity(step, initial, final, begin, end)) <= 1e-6 and abs(answer - right) > 1e-6:
+        hint = "that is the cubic schedule's value; a linear one moves by the same amount every step"
+    else:
+        hint = (f"a linear ramp from {initial:.2%} at step {begin} to {final:.2%} at step {end}: what fraction "
+                f"of the ramp has step {step} covered (clamped to [0, 1])?")
+    return _report(abs(answer - right) <= 1e-6, f"{right:.4%} at step {step}", hint)
