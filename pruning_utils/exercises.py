@@ -85,6 +85,58 @@ def check_most_sensitive_layer(answer, model, loader, rate: float = 0.9) -> bool
 
 # --- notebook 02 ---------------------------------------------------------------------------------------
 
+__all__ += ["check_global_zero_count", "check_partial_sparsity"]
+
+
+def _prunable_sizes(model, layers=None) -> tuple[dict, list]:
+    """``{name: weight count}`` of ``model``'s prunable layers, and ``layers`` checked against them."""
+    from .checks import check_module, check_names
+    from .masks import prunable_layers
+
+    sizes = {name: m.weight.numel() for name, m in prunable_layers(check_module(model))}
+    if layers is not None:
+        layers = check_names(layers, "layers", allow_empty=False)
+        unknown = [n for n in layers if n not in sizes]
+        if unknown:
+            raise ValueError(f"layers must name prunable layers of model, among {sorted(sizes)}; got {unknown}")
+    return sizes, layers
+
+
+def check_global_zero_count(answer, model, target_sparsity: float) -> bool:
+    """Exercise 02.1: how many weights are zero after global pruning of ``model`` to ``target_sparsity``.
+
+    The course selects exactly ``round(target * total)`` weights over all prunable layers (ties
+    included), however many calls it took to get there; ``total`` is recounted from ``model``.
+    """
+    from .checks import check_fraction, check_int
+
+    answer = check_int(answer, "answer", 0)
+    target = check_fraction(target_sparsity, "target_sparsity")
+    total = sum(_prunable_sizes(model)[0].values())
+    right = round(target * total)
+    return _report(answer == right, f"{right:,d} of {total:,d} prunable weights are zero at {target:.0%}",
+                   f"the count is exact: round(target x all prunable weights of the model), not per layer and "
+                   f"not the earlier target's count plus a fraction; {answer:,d} is not it")
+
+
+def check_partial_sparsity(answer, model, layers, target_sparsity: float) -> bool:
+    """Exercise 02.3: the whole network's sparsity (a fraction) when only ``layers`` are pruned to ``target_sparsity``.
+
+    Recomputed from the layer sizes: ``round(target * size of the chosen layers)`` zeros over all
+    prunable weights of ``model``. Right within 0.05 points.
+    """
+    from .checks import check_fraction, check_unit
+
+    answer = check_unit(answer, "answer", " (a fraction of the weights: 0.9 for 90%)")
+    sizes, layers = _prunable_sizes(model, layers)
+    target = check_fraction(target_sparsity, "target_sparsity")
+    chosen = sum(sizes[n] for n in set(layers))
+    right = round(target * chosen) / sum(sizes.values())
+    return _report(abs(answer - right) <= 5e-4,
+                   f"{right:.2%} of the whole network: {chosen:,d} of {sum(sizes.values()):,d} weights can be pruned",
+                   f"the other layers stay dense, so the sparsity is {target:.0%} of the chosen layers' share of all "
+                   f"prunable weights, not {target:.0%}")
+
 # --- notebook 04 ---------------------------------------------------------------------------------------
 
 __all__ += ["check_round_rate", "check_alive_weights"]
