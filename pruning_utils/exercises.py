@@ -203,6 +203,51 @@ def check_alive_weights(answer, model, layer) -> bool:
 
 # --- notebook 05 ---------------------------------------------------------------------------------------
 
+__all__ += ["check_soft_targets"]
+
+
+def check_soft_targets(answer, logits, temperature: float) -> bool:
+    """Exercise 05.5: the teacher's soft targets ``softmax(logits / T)`` for one image's logits.
+
+    Recomputed here in float64 as ``exp(z_i / T - max) / sum_j exp(z_j / T - max)``; right within 1e-4
+    per class.
+    """
+    import math
+
+    import torch
+
+    from .checks import check_numbers, check_positive, check_real, check_tensor
+
+    def vector(value, name):
+        if isinstance(value, torch.Tensor):
+            return check_tensor(value, name, floating=True, finite=True)
+        return torch.tensor(check_numbers(value, name, check_real), dtype=torch.float64)
+
+    temperature = check_positive(temperature, "temperature")
+    logits = vector(logits, "logits")
+    if logits.dim() != 1 or logits.numel() < 2:
+        raise ValueError(f"logits must be one image's logits, a 1-D tensor of 2 or more classes; got shape "
+                         f"{tuple(logits.shape)}")
+    answer = vector(answer, "answer")
+    if answer.shape != logits.shape:
+        raise ValueError(f"answer must hold one probability per class, shape {tuple(logits.shape)}; "
+                         f"got {tuple(answer.shape)}")
+    scaled = [float(z) / temperature for z in logits.double()]
+    top = max(scaled)
+    weights = [math.exp(z - top) for z in scaled]
+    right = torch.tensor([w / sum(weights) for w in weights], dtype=torch.float64)
+    answer = answer.double()
+    ok = bool((answer - right).abs().max() <= 1e-4)
+    plain = torch.tensor([math.exp(float(z) - float(logits.max())) for z in logits.double()], dtype=torch.float64)
+    plain = plain / plain.sum()
+    if not ok and temperature != 1.0 and bool((answer - plain).abs().max() <= 1e-4):
+        hint = f"these are the probabilities at T = 1; divide the logits by T = {temperature:g} first"
+    elif not ok and abs(float(answer.sum()) - 1.0) > 1e-3:
+        hint = f"the probabilities must sum to 1 (yours sum to {float(answer.sum()):.4f}): normalise by the sum"
+    else:
+        hint = "softmax(logits / T): exp of each logit divided by T, over the sum of them all"
+    return _report(ok, f"at T = {temperature:g} the top class gets {float(right.max()):.3f}", hint)
+
 # --- notebook 06 ---------------------------------------------------------------------------------------
 
 # --- notebook 07 ---------------------------------------------------------------------------------------
