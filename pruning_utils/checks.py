@@ -9,7 +9,7 @@ and says what is allowed. A new helper looks here first instead of writing its o
 | amount of weights to prune | a real number in [0, 1) (1.0 would remove every weight) | :func:`check_fraction` |
 | weight in a mix (alpha) | a real number in [0, 1] | :func:`check_unit` |
 | share of something that must not be empty | a real number in (0, 1] | :func:`check_share` |
-| percent (the tutorial's ``percentile``) | a real number in [0, 100]; (0, 1) refused as a likely fraction | :func:`check_percent` |
+| percent (``compute_threshold``'s ``percentile``) | a real number in [0, 100]; (0, 1) refused as a likely fraction | :func:`check_percent` |
 | any finite number (a threshold) | a finite real number | :func:`check_real` |
 | weight decay | a finite real number >= 0 | :func:`check_non_negative` |
 | a name (profile, dataset) | a non-empty str | :func:`check_name` |

@@ -73,7 +73,7 @@ class GradualPruner(Callback):
 
     Use it either way:
 
-    * as the tutorial does, calling ``pruner.step(global_step)`` after every optimizer step, or
+    * calling ``pruner.step(global_step)`` from your own loop after every optimizer step, or
     * as a callback of :func:`pruning_utils.train` (``callbacks=[pruner]``); it then counts the
       optimizer steps it has seen (``pruner.current_step``), so one pruner can span several ``train`` calls.
       ``train`` must train the pruner's ``model`` (or a model that contains it), else ``ValueError``.

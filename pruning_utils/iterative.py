@@ -83,7 +83,7 @@ class IterativePruner:
                         learning_rate: float | None = None, permanent: bool = True) -> nn.Module:
         """Reach ``target_sparsity`` in ``num_iterations`` prune + fine-tune rounds; return the model.
 
-        With ``permanent=True`` (as in the tutorial) the masks are folded into the weights at the end.
+        With ``permanent=True`` (the default) the masks are folded into the weights at the end.
         Every argument is checked before the model is touched.
         """
         steps = sparsity_schedule(target_sparsity, num_iterations)

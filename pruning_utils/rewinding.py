@@ -121,7 +121,7 @@ class LRRewindPruner:
         self.saved_state: dict | None = None
         self.trained_state: dict | None = None
 
-    # -- the tutorial's API, made real -------------------------------------------------------
+    # -- the original API (save_rewind_point / rewind_learning_rate), made real ---------------
 
     def lr_at(self, epoch: int) -> float:
         """The dense schedule's LR at ``epoch`` (0-based; epochs past the end get the final LR)."""

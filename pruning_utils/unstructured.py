@@ -105,7 +105,7 @@ class ThresholdPruner:
     def compute_threshold(weights: torch.Tensor, percentile: float) -> float:
         """Magnitude below which ``percentile`` percent of ``weights`` lie (the k-th smallest |w|).
 
-        ``percentile`` is a percent in [0, 100] (90 for 90%), as in the tutorial this API comes from; a
+        ``percentile`` is a percent in [0, 100] (90 for 90%), as in the original API; a
         value strictly between 0 and 1 is refused, since it is almost always a fraction meant as a percent.
         Uses ``kthvalue`` (linear time, no size limit) instead of ``torch.quantile``.
         """
@@ -134,7 +134,7 @@ class ThresholdPruner:
         return threshold
 
     def apply_masks_during_training(self) -> None:
-        """Re-apply the masks (idempotent). Kept for the tutorial's API: the masks already hold by themselves.
+        """Re-apply the masks (idempotent). Kept for the original API: the masks already hold by themselves.
 
         Only a layer that lost its mask (made permanent, then trained) gets it back; the stored weights
         are not written.
