@@ -250,6 +250,46 @@ def check_soft_targets(answer, logits, temperature: float) -> bool:
 
 # --- notebook 06 ---------------------------------------------------------------------------------------
 
+__all__ += ["check_rewind_lr"]
+
+
+def check_rewind_lr(answer, rewind_epoch, profile=None) -> bool:
+    """Notebook 06, exercise 3: the learning rate LR rewinding starts from when it rewinds to epoch
+    ``rewind_epoch`` of the profile's dense run (its step schedule at that epoch, 0-based).
+
+    Recomputed here by stepping torch's own ``MultiStepLR`` through the dense run, milestones at the
+    profile's fractions of its epochs; answers within 0.1% count.
+    """
+    import torch
+
+    from .checks import check_int, check_positive
+    from .config import get_profile
+
+    answer = check_positive(answer, "answer")
+    prof = get_profile(profile)
+    epoch = check_int(rewind_epoch, "rewind_epoch", 0)
+    if epoch >= prof.epochs:
+        raise ValueError(f"rewind_epoch must be an epoch of the dense run, 0 to {prof.epochs - 1}; got {epoch}")
+    milestones = sorted({max(1, round(f * prof.epochs)) for f in prof.lr_milestones if round(f * prof.epochs) < prof.epochs})
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=prof.lr)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=prof.lr_gamma)
+    for _ in range(epoch):
+        optimizer.step()
+        scheduler.step()
+    right = optimizer.param_groups[0]["lr"]
+    final = prof.lr * prof.lr_gamma ** len(milestones)
+    ok = abs(answer - right) <= 1e-3 * right
+    if ok:
+        hint = ""
+    elif abs(answer - prof.lr) <= 1e-3 * prof.lr:
+        hint = f"{answer:g} is the LR of epoch 0; by epoch {epoch} the schedule has passed milestones {milestones}"
+    elif abs(answer - final) <= 1e-3 * final:
+        hint = f"{answer:g} is the final LR (fine-tuning's); rewinding replays the schedule from epoch {epoch}"
+    else:
+        hint = f"{answer:g} is not it: read the dense schedule (trainer.schedule) at epoch {epoch}"
+    return _report(ok, f"LR rewinding to epoch {epoch} starts at {right:g} (milestones at epochs {milestones})", hint)
+
+
 # --- notebook 07 ---------------------------------------------------------------------------------------
 
 __all__ += ["check_linear_sparsity"]
