@@ -45,6 +45,7 @@ from .masks import (
     magnitude_prune,
     make_permanent,
     prunable_layers,
+    smallest_k,
     sparsity,
 )
 from .models import MLP, SmallCNN, build_model, cifar_resnet
@@ -171,6 +172,7 @@ __all__ = [
     "SmallCNN",
     "soft_targets",
     "sparse_flops",
+    "smallest_k",
     "sparsity",
     "sparsity_schedule",
     "StructuredPruner",

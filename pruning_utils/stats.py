@@ -18,6 +18,7 @@ notebook draws goes through this module and prints its interval and verdict.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -205,13 +206,25 @@ def seed_interval(values, confidence: float = 0.95, percent: bool = True) -> Int
 
 
 def paired_seed_test(values_a, values_b, names=("A", "B"), confidence: float = 0.95) -> tuple[Interval, str]:
-    """The per-seed differences ``a_i - b_i`` (same seed, same data order): their mean, t-interval and verdict."""
+    """The per-seed differences ``a_i - b_i`` (same seed, same data order): their mean, t-interval and verdict.
+
+    When every seed gives the same difference the seeds varied nothing: the verdict is then "no
+    difference detectable here" (with a warning to compare on the test images with :func:`paired_test`).
+    """
     a = check_numbers(values_a, "values_a", check_real)
     b = check_numbers(values_b, "values_b", check_real)
     if len(a) != len(b):
         raise ValueError(f"values_a and values_b must come from the same seeds; got {len(a)} and {len(b)} values")
     names = _check_names(names)
-    interval = seed_interval([x - y for x, y in zip(a, b)], confidence)
+    differences = [x - y for x, y in zip(a, b)]
+    interval = seed_interval(differences, confidence)
+    if max(differences) - min(differences) <= 1e-9 * max(1.0, abs(interval.estimate)):
+        # Every seed gave the same difference: the seeds varied nothing, so they are one measurement,
+        # not several, and a zero-width interval would overstate what is known.
+        warnings.warn("every seed gave the same difference: the seeds did not change the result, so the "
+                      "interval over seeds says nothing; compare the models on the test images with paired_test",
+                      stacklevel=2)
+        return interval, NO_DIFFERENCE
     return interval, verdict(interval, names)
 
 
