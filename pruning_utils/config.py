@@ -224,9 +224,27 @@ def get_profile(name: str | Profile | None = None) -> Profile:
 # ---------------------------------------------------------------------------------------------
 
 
-def seed_everything(seed: int = 0) -> torch.Generator:
-    """Seed python, numpy and torch, pick deterministic kernels, and return a seeded generator."""
+def _shuffling_generators(loaders) -> list[torch.Generator]:
+    """The own ``generator`` of each DataLoader in ``loaders`` (a Loaders tuple, one loader or a list)."""
+    from torch.utils.data import DataLoader
+
+    items = [loaders] if isinstance(loaders, DataLoader) else loaders
+    if isinstance(items, (str, bytes)) or not isinstance(items, (tuple, list)) or not all(
+            isinstance(item, DataLoader) for item in items):
+        raise TypeError("loaders must be a DataLoader, a list of them or get_loaders()'s Loaders; "
+                        f"got {type(loaders).__name__}")
+    return [item.generator for item in items if item.generator is not None]
+
+
+def seed_everything(seed: int = 0, loaders=None) -> torch.Generator:
+    """Seed python, numpy and torch, pick deterministic kernels, and return a seeded generator.
+
+    A shuffling DataLoader draws its batch order from its own generator, which the global seed does not
+    reach: pass ``loaders`` (``get_loaders()``'s result, one DataLoader or a list) to reseed those
+    generators with ``seed`` too, so a seed means the same batches whatever ran before.
+    """
     seed = check_int(seed, "seed", 0)
+    generators = [] if loaders is None else _shuffling_generators(loaders)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -235,6 +253,8 @@ def seed_everything(seed: int = 0) -> torch.Generator:
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
     torch.use_deterministic_algorithms(True, warn_only=True)
+    for generator in generators:
+        generator.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
 
 

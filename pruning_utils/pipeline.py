@@ -149,9 +149,7 @@ def create_pruning_pipeline(profile: str | Profile | None = None, sparsity: floa
     pruner = GradualPruner(student, 0.0, target, begin_step=0, end_step=end_step, frequency=frequency, scope=scope)
     distiller = DistillationFineTuner(student, teacher, temperature=temperature, alpha=alpha, device=device)
 
-    seed_everything(seed)
-    if getattr(loaders.train, "generator", None) is not None:
-        loaders.train.generator.manual_seed(seed)  # the order of the batches
+    seed_everything(seed, loaders=loaders.train)  # the loader's generator too: the order of the batches
     optimizer = build_optimizer(student, prof, lr=lr)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     history = distiller.fit(loaders.train, epochs, optimizer=optimizer, scheduler=scheduler, profile=prof,

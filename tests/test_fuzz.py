@@ -152,7 +152,8 @@ CASES = [
     Case("build_model", lambda: (pu.build_model, dict(name="small_cnn")), {"name": CHOICE_BAD + [None]}),
     # ---- config -------------------------------------------------------------------------------------
     Case("get_profile", lambda: (pu.get_profile, dict(name="quick")), {"name": CHOICE_BAD}, {"name": ("profile",)}),
-    Case("seed_everything", lambda: (pu.seed_everything, dict(seed=0)), {"seed": int_bad(0)}),
+    Case("seed_everything", lambda: (pu.seed_everything, dict(seed=0)),
+         {"seed": int_bad(0), "loaders": ["train", 3, [loader(), "val"]]}),
     Case("setup_course", lambda: (pu.setup_course, dict(verbose=False)), {"verbose": FLAG_BAD}),
     Case("get_device", lambda: (pu.get_device, dict(prefer="cpu")), {"prefer": ["nonsense", 3, True]},
          {"prefer": ("device",)}),
