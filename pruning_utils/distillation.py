@@ -23,6 +23,7 @@ from torch import nn
 
 from .checks import check_module, check_optimizer, check_positive, check_tensor, check_unit
 from .config import Profile, get_device, get_profile
+from .masks import _storage_key
 from .training import _check_classes, _model_device, build_optimizer, final_lr, train
 
 __all__ = ["DistillationFineTuner", "distillation_loss", "soft_targets"]
@@ -101,13 +102,6 @@ def _tensors(model: nn.Module):
     yield from model.named_buffers(remove_duplicate=False)
 
 
-def _storage(tensor: torch.Tensor):
-    """Where the tensor's memory lives, or None for a tensor without any (empty, meta)."""
-    if tensor.numel() == 0 or tensor.device.type == "meta":
-        return None
-    return tensor.device, tensor.untyped_storage().data_ptr()
-
-
 def _shared_tensor(student: nn.Module, teacher: nn.Module) -> tuple[str, str] | None:
     """The first ``(student name, teacher name)`` of a parameter or buffer both models hold, else None.
 
@@ -116,13 +110,13 @@ def _shared_tensor(student: nn.Module, teacher: nn.Module) -> tuple[str, str] | 
     by_id, by_storage = {}, {}
     for name, tensor in _tensors(teacher):
         by_id.setdefault(id(tensor), name)
-        where = _storage(tensor)
+        where = _storage_key(tensor)
         if where is not None:
             by_storage.setdefault(where, name)
     for name, tensor in _tensors(student):
         other = by_id.get(id(tensor))
         if other is None:
-            where = _storage(tensor)
+            where = _storage_key(tensor)
             other = None if where is None else by_storage.get(where)
         if other is not None:
             return name, other

@@ -250,6 +250,11 @@ def _stored_weights(module: nn.Module):
 
 
 def _storage_key(tensor: torch.Tensor):
+    """Where the tensor's memory lives (shared by views and aliases), or None when it has none (empty, meta).
+
+    The one test of "these tensors share memory": shared weights here, a student sharing its teacher's
+    tensors in distillation.
+    """
     if tensor.device.type == "meta" or tensor.numel() == 0:
         return None
     return tensor.device, tensor.untyped_storage().data_ptr()
