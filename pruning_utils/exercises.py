@@ -16,6 +16,9 @@ def _report(ok: bool, right: str, hint: str) -> bool:
     return bool(ok)
 
 
+# --- notebook 00 ---------------------------------------------------------------------------------------
+
+
 # --- notebook 01 ---------------------------------------------------------------------------------------
 
 __all__ += ["check_compounded_sparsity", "check_most_sensitive_layer"]
@@ -136,6 +139,9 @@ def check_partial_sparsity(answer, model, layers, target_sparsity: float) -> boo
                    f"{right:.2%} of the whole network: {chosen:,d} of {sum(sizes.values()):,d} weights can be pruned",
                    f"the other layers stay dense, so the sparsity is {target:.0%} of the chosen layers' share of all "
                    f"prunable weights, not {target:.0%}")
+
+# --- notebook 03 ---------------------------------------------------------------------------------------
+
 
 # --- notebook 04 ---------------------------------------------------------------------------------------
 
@@ -316,3 +322,9 @@ def check_linear_sparsity(answer, step: int, final_sparsity: float = 0.98, begin
         hint = (f"a linear ramp from {initial:.2%} at step {begin} to {final:.2%} at step {end}: what fraction "
                 f"of the ramp has step {step} covered (clamped to [0, 1])?")
     return _report(abs(answer - right) <= 1e-6, f"{right:.4%} at step {step}", hint)
+
+
+# --- notebook 08 ---------------------------------------------------------------------------------------
+
+
+# --- notebook 09 ---------------------------------------------------------------------------------------
