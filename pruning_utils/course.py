@@ -84,7 +84,6 @@ def results_dir() -> Path:
 
 
 _RESULT_RULES = {
-    "accuracy": lambda v, n: check_unit(v, n, " (a fraction: 0.95 for 95%)"),
     "sparsity": lambda v, n: check_unit(v, n, " (a fraction: 0.9 for 90%)"),
     "params": lambda v, n: check_int(v, n, 0),
     "flops": lambda v, n: check_int(v, n, 0),
@@ -92,22 +91,51 @@ _RESULT_RULES = {
 }
 
 
-def record_results(notebook: str, headline: str, *, accuracy: float | None = None, sparsity: float | None = None,
-                   params: int | None = None, flops: int | None = None, latency_ms: float | None = None) -> Path:
+def record_results(notebook: str, headline: str, *, accuracy=None, seeds: int | None = None,
+                   sparsity: float | None = None, params: int | None = None, flops: int | None = None,
+                   latency_ms: float | None = None) -> Path:
     """Save one notebook's key result for the course summary; return the file written.
 
     ``notebook`` is the notebook's number (``"03"``); ``headline`` one sentence with the measured
-    numbers; the keywords are the columns of the summary table (test accuracy and sparsity as
-    fractions, non-zero parameters, FLOPs of one forward pass, latency in milliseconds).
+    numbers; the keywords are the columns of the summary table (test accuracy, sparsity as a fraction,
+    non-zero parameters, FLOPs of one forward pass, latency in milliseconds).
+
+    ``accuracy`` is a :class:`pruning_utils.stats.Interval` with ``seeds`` saying where it came from:
+    ``seeds=1`` for one model and its Wilson interval on the test images
+    (:func:`~pruning_utils.stats.accuracy_interval`), ``seeds=3`` for the mean and t-interval over three
+    seeds (:func:`~pruning_utils.stats.seed_interval`). The summary prints both, so no accuracy in it
+    stands without its uncertainty.
     """
     if not isinstance(notebook, str) or not re.fullmatch(r"\d\d", notebook):
         raise ValueError(f"notebook must be the notebook's two-digit number, e.g. '03'; got {notebook!r}")
     if not isinstance(headline, str) or not headline.strip():
         raise ValueError("headline must be a non-empty sentence")
-    numbers = {k: _RESULT_RULES[k](v, k) for k, v in dict(accuracy=accuracy, sparsity=sparsity, params=params, flops=flops,
+    numbers = {k: _RESULT_RULES[k](v, k) for k, v in dict(sparsity=sparsity, params=params, flops=flops,
                                                   latency_ms=latency_ms).items() if v is not None}
+    if accuracy is not None or seeds is not None:
+        numbers.update(_check_accuracy(accuracy, seeds))
     path = results_dir() / f"{notebook}.json"
     return write_atomic(path, json.dumps({"notebook": notebook, "headline": headline.strip(), **numbers}, indent=1))
+
+
+def _check_accuracy(accuracy, seeds) -> dict:
+    from .stats import Interval
+
+    if not isinstance(accuracy, Interval) or accuracy.percent is False:
+        raise TypeError("accuracy must be a pruning_utils.stats.Interval of an accuracy (accuracy_interval(...) "
+                        f"for one model, seed_interval(...) over seeds); got {type(accuracy).__name__}")
+    if seeds is None:
+        raise TypeError("seeds must say how many seeds the accuracy interval comes from (1 for one model's "
+                        "interval on the test images)")
+    seeds = check_int(seeds, "seeds", 1)
+    values = {}
+    for key, value in (("accuracy", accuracy.estimate), ("accuracy_low", accuracy.low),
+                       ("accuracy_high", accuracy.high)):
+        values[key] = check_unit(min(max(value, 0.0), 1.0) if key != "accuracy" else value, key,
+                                 " (a fraction: 0.95 for 95%)")
+    if not values["accuracy_low"] <= values["accuracy"] <= values["accuracy_high"]:
+        raise ValueError(f"accuracy must lie inside its interval; got {accuracy}")
+    return {**values, "accuracy_confidence": accuracy.confidence, "seeds": seeds}
 
 
 def save_figure(fig, name: str) -> Path:
@@ -123,8 +151,8 @@ def save_figure(fig, name: str) -> Path:
 def _fmt(key: str, value) -> str:
     if value is None:
         return "–"
-    if key in ("accuracy", "sparsity"):
-        return f"{100 * value:.2f}%" if key == "accuracy" else f"{100 * value:.1f}%"
+    if key == "sparsity":
+        return f"{100 * value:.1f}%"
     if key == "params":
         return f"{value:,}"
     if key == "flops":
@@ -134,6 +162,17 @@ def _fmt(key: str, value) -> str:
     if key == "seconds":
         return f"{value:.0f} s"
     return str(value)
+
+
+def _fmt_accuracy(record: dict) -> str:
+    if record.get("accuracy") is None:
+        return "–"
+    text = f"{100 * record['accuracy']:.2f}%"
+    if "accuracy_low" in record:
+        seeds = record["seeds"]
+        text += (f" [{100 * record['accuracy_low']:.2f}, {100 * record['accuracy_high']:.2f}], "
+                 + ("1 model" if seeds == 1 else f"{seeds} seeds"))
+    return text
 
 
 def _machine() -> str:
@@ -156,7 +195,9 @@ def write_summary(folder: Path | None = None, profile: str | None = None) -> Pat
         "",
         f"Written by `make course` (`python -m pruning_utils.course notebooks --results results`): profile "
         f"`{profile}`, {_machine()}. Each notebook records its key numbers with `record_results`; the run "
-        f"time is the notebook's wall time top to bottom. Test accuracy is on the held-out test split.",
+        f"time is the notebook's wall time top to bottom. Test accuracy is on the held-out test split, with "
+        f"its 95% interval: for one model the Wilson interval on the test images, over seeds the t-interval "
+        f"of the mean.",
         "",
         "| # | run time | key result | test accuracy | sparsity | non-zero params | FLOPs | latency |",
         "|---|---:|---|---:|---:|---:|---:|---:|",
@@ -165,6 +206,7 @@ def write_summary(folder: Path | None = None, profile: str | None = None) -> Pat
         cells = [_fmt(k, r.get(k)) for k in ("seconds", "headline", "accuracy", "sparsity", "params", "flops",
                                               "latency_ms")]
         cells[1] = r["headline"]
+        cells[2] = _fmt_accuracy(r)
         lines.append(f"| {r['notebook']} | " + " | ".join(cells) + " |")
     lines += ["", f"All {len(records)} notebooks: {total / 60:.1f} minutes ({total:.0f} s).", ""]
     figures = sorted((folder / "figures").glob("*.png"))

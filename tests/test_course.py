@@ -12,7 +12,10 @@ import nbformat  # noqa: E402
 import pytest  # noqa: E402
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook  # noqa: E402
 
+from scipy.stats import binomtest  # noqa: E402
+
 from pruning_utils import course  # noqa: E402
+from pruning_utils.stats import Interval, accuracy_interval, seed_interval  # noqa: E402
 
 
 @pytest.fixture
@@ -28,20 +31,30 @@ def test_results_default_to_the_cache_so_nbval_leaves_the_checkout_alone(monkeyp
 
 
 def test_record_results_writes_one_file_per_notebook(results):
-    path = course.record_results("03", "  50% of filters: 2.5x faster ", accuracy=0.975, params=7234, flops=306688,
-                                 latency_ms=7.1)
+    acc = accuracy_interval(351, 360)
+    path = course.record_results("03", "  50% of filters: 2.5x faster ", accuracy=acc, seeds=1, params=7234,
+                                 flops=306688, latency_ms=7.1)
     assert path == results / "03.json"
     assert json.loads(path.read_text()) == {"notebook": "03", "headline": "50% of filters: 2.5x faster",
-                                            "accuracy": 0.975, "params": 7234, "flops": 306688, "latency_ms": 7.1}
-    course.record_results("03", "again", accuracy=0.5)  # a rerun replaces the record
-    assert json.loads(path.read_text()) == {"notebook": "03", "headline": "again", "accuracy": 0.5}
+                                            "accuracy": 351 / 360, "accuracy_low": acc.low, "accuracy_high": acc.high,
+                                            "accuracy_confidence": 0.95, "seeds": 1,
+                                            "params": 7234, "flops": 306688, "latency_ms": 7.1}
+    course.record_results("03", "again", sparsity=0.5)  # a rerun replaces the record
+    assert json.loads(path.read_text()) == {"notebook": "03", "headline": "again", "sparsity": 0.5}
     assert sorted(p.name for p in results.iterdir()) == ["03.json"]  # no temp file left
 
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"notebook": "3", "headline": "x"}, "two-digit number"),
     ({"notebook": "03", "headline": " "}, "headline must be"),
-    ({"notebook": "03", "headline": "x", "accuracy": float("nan")}, r"accuracy must be in \[0, 1\]"),
+    ({"notebook": "03", "headline": "x", "accuracy": 0.95, "seeds": 1}, "accuracy must be a pruning_utils.stats.Interval"),
+    ({"notebook": "03", "headline": "x", "accuracy": accuracy_interval(9, 10)}, "seeds must say how many seeds"),
+    ({"notebook": "03", "headline": "x", "accuracy": accuracy_interval(9, 10), "seeds": 0}, "seeds must be"),
+    ({"notebook": "03", "headline": "x", "accuracy": seed_interval([0.5, 0.6], percent=False), "seeds": 2},
+     "accuracy must be a pruning_utils.stats.Interval"),
+    ({"notebook": "03", "headline": "x", "accuracy": Interval(float("nan"), 0.1, 0.2), "seeds": 2},
+     r"accuracy must be in \[0, 1\]"),
+    ({"notebook": "03", "headline": "x", "accuracy": Interval(0.5, 0.6, 0.7), "seeds": 2}, "inside its interval"),
     ({"notebook": "03", "headline": "x", "params": "7k"}, "params must be an int"),
     ({"notebook": "03", "headline": "x", "sparsity": 1.5}, r"sparsity must be in \[0, 1\]"),
     ({"notebook": "03", "headline": "x", "latency_ms": -1.0}, "latency_ms must be a finite number > 0"),
@@ -53,8 +66,10 @@ def test_record_results_refuses_bad_input(results, kwargs, message):
 
 
 def test_save_figure_and_summary(results):
-    course.record_results("01", "per-layer 90%: 95.00% fine-tuned", accuracy=0.95, sparsity=0.9)
-    course.record_results("00", "dense: 98.33%", accuracy=0.9833, sparsity=0.0, params=25978, flops=1203200)
+    course.record_results("01", "per-layer 90%: 95.00% fine-tuned", accuracy=seed_interval([0.94, 0.95, 0.96]),
+                          seeds=3, sparsity=0.9)
+    course.record_results("00", "dense: 98.33%", accuracy=accuracy_interval(354, 360), seeds=1, sparsity=0.0,
+                          params=25978, flops=1203200)
     record = json.loads((results / "01.json").read_text())
     (results / "01.json").write_text(json.dumps({**record, "seconds": 20.4}))
     fig, ax = plt.subplots()
@@ -65,8 +80,11 @@ def test_save_figure_and_summary(results):
     plt.close(fig)
     text = course.write_summary(results, profile="quick").read_text()
     rows = [line for line in text.splitlines() if line.startswith("| 0")]
-    assert rows == ["| 00 | – | dense: 98.33% | 98.33% | 0.0% | 25,978 | 1.20 M | – |",
-                    "| 01 | 20 s | per-layer 90%: 95.00% fine-tuned | 95.00% | 90.0% | – | – | – |"]
+    wilson = binomtest(354, 360).proportion_ci(method="wilson")  # scipy's, independent of the stats module
+    assert rows == [f"| 00 | – | dense: 98.33% | 98.33% [{100 * wilson.low:.2f}, {100 * wilson.high:.2f}], 1 model | "
+                    "0.0% | 25,978 | 1.20 M | – |",
+                    # mean 95%, sd 1 point, t(0.975, 2) = 4.303: half-width 4.303 / sqrt(3) = 2.48 points
+                    "| 01 | 20 s | per-layer 90%: 95.00% fine-tuned | 95.00% [92.52, 97.48], 3 seeds | 90.0% | – | – | – |"]
     assert "profile `quick`" in text and "![01_curve](figures/01_curve.png)" in text
     assert "All 2 notebooks: 0.3 minutes (20 s)." in text
 
@@ -90,7 +108,7 @@ def write_notebook(path, number, fail=False):
     nb = new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     code = (f"from pruning_utils import record_results\n"
-            f"_ = record_results({number!r}, 'notebook {number} ran', accuracy=0.5)")
+            f"_ = record_results({number!r}, 'notebook {number} ran', sparsity=0.5)")
     nb.cells = [new_markdown_cell(f"# {number} · test"), new_code_cell("raise RuntimeError('boom')" if fail else code)]
     nbformat.write(nb, path)
 
@@ -133,12 +151,12 @@ def temps(folder):
 
 def test_rewrites_replace_the_file_so_a_reader_keeps_the_complete_old_one(results):
     """Atomic means rename: a reader that opened the old file still reads all of it, never a half-written new one."""
-    course.record_results("00", "first run", accuracy=0.5)
-    course.record_results("01", "first run", accuracy=0.6)
+    course.record_results("00", "first run", sparsity=0.5)
+    course.record_results("01", "first run", sparsity=0.5)
     summary = course.write_summary(results)
     old_summary, old_record = summary.read_text(), (results / "01.json").read_text()
     with open(summary) as summary_reader, open(results / "01.json") as record_reader:
-        course.record_results("01", "second run, a longer headline than before", accuracy=0.7)
+        course.record_results("01", "second run, a longer headline than before", sparsity=0.5)
         course._add_time(results, Path("01_demo.ipynb"), 12.3)
         course.write_summary(results)
         assert summary_reader.read() == old_summary and record_reader.read() == old_record
@@ -155,8 +173,8 @@ def test_concurrent_writers_use_unique_temp_files(results, monkeypatch):
         real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", spy)
-    course.record_results("03", "a", accuracy=0.5)
-    course.record_results("03", "b", accuracy=0.5)
+    course.record_results("03", "a", sparsity=0.5)
+    course.record_results("03", "b", sparsity=0.5)
     fig, ax = plt.subplots()
     course.save_figure(fig, "03_curve")
     course.save_figure(fig, "03_curve")

@@ -114,6 +114,9 @@ CASES = [
     Case("SimplePruner.apply_magnitude_pruning",
          lambda: (pu.SimplePruner(cnn(), verbose=False).apply_magnitude_pruning, dict(pruning_rate=0.5)),
          {"pruning_rate": FRACTION_BAD}),
+    Case("SimplePruner.apply_std_threshold",
+         lambda: (pu.SimplePruner(cnn(), verbose=False).apply_std_threshold, dict(quality=1.0)),
+         {"quality": [NAN, INF, -1.0, "1", True, None, {"conv1": 1.0}, {"nope": 1.0}]}),
     Case("SimplePruner.get_sparsity", lambda: (pu.SimplePruner.get_sparsity, dict(module=nn.Linear(2, 2))),
          {"module": MODEL_BAD + [nn.ReLU()]}),
     Case("ThresholdPruner", lambda: (pu.ThresholdPruner, dict(model=cnn())),
@@ -194,6 +197,9 @@ CASES = [
     Case("fine_tune", lambda: (pu.fine_tune, dict(model=cnn(), train_loader=loader(), epochs=1, profile=TINY,
                                                     progress=False)),
          {"model": MODEL_BAD, "train_loader": LOADER_BAD, "epochs": int_bad(0), "lr": POSITIVE_BAD}),
+    Case("finetune_lr", lambda: (pu.finetune_lr, dict(profile=TINY)), {"profile": ["nope", 3, 0.5]}),
+    Case("recalibrate_batchnorm", lambda: (pu.recalibrate_batchnorm, dict(model=cnn(), loader=loader())),
+         {"model": MODEL_BAD + [nn.Linear(2, 2)], "loader": LOADER_BAD, "batches": int_bad(1)}),
     Case("IterativePruner", lambda: (pu.IterativePruner, dict(model=cnn(), train_loader=loader(),
                                                                 val_loader=loader(), profile=TINY)),
          {"model": MODEL_BAD, "train_loader": LOADER_BAD, "val_loader": LOADER_BAD, "scope": CHOICE_BAD}),
@@ -267,8 +273,11 @@ CASES = [
     # ---- course -------------------------------------------------------------------------------------
     Case("colab_url", lambda: (pu.colab_url, dict(notebook="00_setup_and_baseline.ipynb")),
          {"notebook": [None, 3, "", "../x.ipynb"]}),
-    Case("record_results", lambda: (pu.record_results, dict(notebook="01", headline="h", accuracy=0.5)),
-         {"notebook": [None, 3, ""], "headline": [None, 3], "accuracy": [NAN, INF, "0.5", True, -0.1, 1.5],
+    Case("record_results", lambda: (pu.record_results, dict(notebook="01", headline="h",
+                                                            accuracy=pu.accuracy_interval(9, 10), seeds=1)),
+         {"notebook": [None, 3, ""], "headline": [None, 3],
+          "accuracy": [NAN, 0.5, "0.5", True, pu.Interval(1.5, 1.4, 1.6), pu.Interval(0.5, 0.6, 0.7)],
+          "seeds": [None, 0, 1.5, True, "3"],
           "sparsity": [NAN, "0.5", 1.5], "params": [1.5, "3", -1, True], "latency_ms": [NAN, -1.0, "1"]}),
 ]
 

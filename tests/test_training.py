@@ -12,6 +12,10 @@ from pruning_utils.training import (
     build_optimizer,
     build_scheduler,
     evaluate,
+    final_lr,
+    fine_tune,
+    finetune_lr,
+    recalibrate_batchnorm,
     train,
     train_baseline,
 )
@@ -128,6 +132,7 @@ def test_baseline_is_trained_once_then_loaded_from_cache():
     assert first.checkpoint == baseline_path(TINY)
     second = train_baseline(TINY, progress=False)
     assert not second.trained_now
+    assert not first.model.training and not second.model.training  # eval mode, trained now or loaded
     assert second.model is not first.model  # a fresh copy the caller may prune
     a, b = first.model.state_dict(), second.model.state_dict()
     assert all(torch.equal(a[k].cpu(), b[k].cpu()) for k in a)
@@ -388,3 +393,88 @@ def test_integer_targets_of_any_width_train_like_int64_ones(dtype):
     train(b, narrow, profile=TINY, epochs=1, progress=False, device="cpu")
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     assert evaluate(b, narrow) == evaluate(b, data)
+
+
+# ---- the one fine-tuning recipe --------------------------------------------------------------------
+
+
+def test_fine_tune_trains_at_the_course_recipe_rate_ten_times_the_final_lr(loaders):
+    prof = get_profile("quick")
+    # quick: lr 0.05, two milestones, gamma 0.1 -> final 0.0005, recipe 0.005 (by hand)
+    assert final_lr(prof) == pytest.approx(0.0005) and finetune_lr(prof) == pytest.approx(0.005)
+    assert finetune_lr(prof.replace(lr=0.2)) == pytest.approx(0.02)
+    seen = []
+    fine_tune(fresh_model(), loaders.train, epochs=1, profile=prof, progress=False,
+              callbacks=[lambda state: seen.append(state.optimizer.param_groups[0]["lr"])])
+    assert seen and all(lr == pytest.approx(0.005) for lr in seen)
+
+
+# ---- BatchNorm recalibration -----------------------------------------------------------------------
+
+
+class _ConvBN(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 3, 3)
+        self.bn = torch.nn.BatchNorm2d(3, momentum=0.3)
+        self.head = torch.nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.head(self.bn(self.conv(x)).mean(dim=(2, 3)))
+
+
+def _batches(n, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn(4, 1, 6, 6, generator=g) * (i + 1), torch.randint(0, 2, (4,), generator=g)) for i in range(n)]
+
+
+def test_recalibrate_batchnorm_gives_the_plain_average_of_the_batch_statistics():
+    torch.manual_seed(0)
+    model = _ConvBN().eval()
+    weights = {k: v.clone() for k, v in model.state_dict().items() if "running" not in k and "tracked" not in k}
+    batches = _batches(5)
+    with torch.no_grad():  # by hand: the mean of the per-batch means and of the unbiased per-batch variances
+        outs = [model.conv(x) for x, _ in batches]
+        mean = torch.stack([o.mean(dim=(0, 2, 3)) for o in outs]).mean(0)
+        var = torch.stack([o.transpose(0, 1).reshape(3, -1).var(dim=1, unbiased=True) for o in outs]).mean(0)
+    assert recalibrate_batchnorm(model, batches, batches=None) is model
+    torch.testing.assert_close(model.bn.running_mean, mean)
+    torch.testing.assert_close(model.bn.running_var, var)
+    assert not model.training and model.bn.momentum == 0.3  # mode and momentum put back
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in weights.items())  # no weight changed
+    recalibrate_batchnorm(model, batches, batches=2)  # only the first two batches
+    with torch.no_grad():
+        torch.testing.assert_close(model.bn.running_mean, torch.stack([o.mean(dim=(0, 2, 3)) for o in outs[:2]]).mean(0))
+
+
+def test_recalibrate_batchnorm_repairs_statistics_a_pruning_made_stale(loaders):
+    from pruning_utils import SimplePruner
+
+    model = train_baseline(TINY, progress=False).model
+    calibration = [next(iter(loaders.train)) for _ in range(3)]
+    rng = torch.Generator().manual_seed(0)
+    for _, layer in SimplePruner(model, 0.5, verbose=False).layers:  # a random mask shifts every layer's output
+        from pruning_utils import apply_mask
+        apply_mask(layer, torch.rand(layer.weight.shape, generator=rng) >= 0.5)
+    stale = evaluate(model, loaders.test)["loss"]
+    recalibrate_batchnorm(model, calibration)
+    assert evaluate(model, loaders.test)["loss"] < stale
+
+
+def test_recalibrate_batchnorm_refuses_bad_input_and_changes_nothing_on_failure():
+    with pytest.raises(ValueError, match="model has no BatchNorm"):
+        recalibrate_batchnorm(torch.nn.Linear(3, 2), [(torch.randn(2, 3), torch.zeros(2, dtype=torch.long))])
+    model = _ConvBN()
+    with pytest.raises(TypeError, match="loader must be an iterable"):
+        recalibrate_batchnorm(model, torch.randn(3))
+    with pytest.raises((TypeError, ValueError), match="batches must be"):
+        recalibrate_batchnorm(model, _batches(2), batches=0)
+    with pytest.raises(ValueError, match="track running statistics"):
+        recalibrate_batchnorm(torch.nn.Sequential(torch.nn.BatchNorm1d(3, track_running_stats=False)),
+                              [(torch.randn(2, 3), torch.zeros(2, dtype=torch.long))])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    bad = _batches(2) + [(torch.randn(4, 2, 6, 6), torch.zeros(4, dtype=torch.long))]  # third batch: wrong channels
+    with pytest.raises((RuntimeError, ValueError)):
+        recalibrate_batchnorm(model, bad, batches=None)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())  # all or nothing
+    assert model.bn.momentum == 0.3 and model.training

@@ -23,6 +23,46 @@ def state(model):
 # ---- SimplePruner ------------------------------------------------------------------------------
 
 
+def test_std_threshold_prunes_below_q_times_each_layers_std_like_han_et_al():
+    model, ref = model_pair()
+    pruner = SimplePruner(model, verbose=False)
+    table = pruner.apply_std_threshold(0.8)
+    for name, layer in prunable_layers(ref):  # by hand, on the untouched copy
+        w = layer.weight.detach().numpy().ravel()
+        expected = (abs(w) <= 0.8 * w.std(ddof=1)).mean()
+        assert table[name] == pytest.approx(expected)
+        assert torch.equal(get_mask(dict(model.named_modules())[name]).bool(),
+                           layer.weight.detach().abs() > 0.8 * layer.weight.detach().std())
+
+
+def test_std_threshold_takes_one_quality_per_layer_and_compounds_on_live_weights():
+    model, ref = model_pair()
+    names = [n for n, _ in prunable_layers(model)]
+    assert names == ["conv1", "conv2", "fc"]
+    table = SimplePruner(model, verbose=False).apply_std_threshold({"conv1": 0.0, "conv2": 0.5, "fc": 1.5})
+    assert table["conv1"] == 0.0 and 0 < table["conv2"] < table["fc"]
+    layer = model.conv2
+    alive = layer.weight.detach()[get_mask(layer).bool()]
+    SimplePruner(model, include=["conv2"], verbose=False).apply_std_threshold(1.0)  # the std of what is left
+    expected = 1 - float((alive.abs() > alive.std()).sum()) / layer.weight.numel()
+    assert SimplePruner.get_sparsity(layer) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("quality, error, message", [
+    (-0.5, ValueError, "quality must be a finite number >= 0"),
+    (float("nan"), ValueError, "quality must be"),
+    ("1", TypeError, "quality must be"),
+    ({"conv1": 1.0}, ValueError, "missing"),
+    ({"conv1": 1.0, "conv2": 1.0, "fc": 1.0, "nope": 1.0}, ValueError, "unknown"),
+    ({"conv1": 1.0, "conv2": -1.0, "fc": 1.0}, ValueError, "quality\\['conv2'\\]"),
+])
+def test_std_threshold_refuses_bad_quality_and_changes_nothing(quality, error, message):
+    model, ref = model_pair()
+    with pytest.raises(error, match=message):
+        SimplePruner(model, verbose=False).apply_std_threshold(quality)
+    assert not any(is_masked(m) for _, m in prunable_layers(model))
+
+
 @pytest.mark.parametrize("rate", [0.3, 0.5, 0.9])
 def test_simple_pruner_matches_torch_l1_unstructured(rate):
     ours, theirs = model_pair()
