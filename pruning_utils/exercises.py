@@ -142,6 +142,105 @@ def check_partial_sparsity(answer, model, layers, target_sparsity: float) -> boo
 
 # --- notebook 03 ---------------------------------------------------------------------------------------
 
+__all__ += ["check_removed_filters", "check_conv_params"]
+
+
+def _filter_layer(layer, name: str = "layer"):
+    """``layer`` as an ungrouped Conv1d/2d/3d or Linear (the layers whose filters the course prunes)."""
+    from torch import nn
+
+    from .checks import check_module
+
+    layer = check_module(layer, name)
+    if not isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)):
+        raise TypeError(f"{name} must be a Conv1d/2d/3d or Linear layer; got {type(layer).__name__}")
+    if getattr(layer, "groups", 1) != 1:
+        raise ValueError(f"{name} must be an ungrouped layer (groups=1); got groups={layer.groups}")
+    return layer
+
+
+def check_removed_filters(answer, layer, prune_ratio: float) -> bool:
+    """Exercise 03.1: the indices of the filters of ``layer`` that L1 ranking removes at ``prune_ratio``.
+
+    Recomputed here from the weight alone: each output channel's sum of ``|w|`` (in float64), and
+    ``round(prune_ratio * filters)`` of them go (at least one filter stays). Any set of that size whose
+    largest score is no larger than the smallest kept score is right (ties may go either way).
+    """
+    from .checks import check_fraction, check_int, check_numbers
+
+    layer = _filter_layer(layer)
+    ratio = check_fraction(prune_ratio, "prune_ratio")
+    weight = layer.weight.detach().double().cpu()
+    filters = weight.shape[0]
+    removed = check_numbers(answer, "answer", lambda v, n: check_int(v, n, 0), allow_empty=True)
+    if any(i >= filters for i in removed):
+        raise ValueError(f"answer must hold filter indices 0 to {filters - 1} of layer; got {sorted(removed)}")
+    if len(set(removed)) != len(removed):
+        raise ValueError(f"answer must not repeat an index; got {sorted(removed)}")
+    scores = [float(weight[j].abs().sum()) for j in range(filters)]
+    count = filters - max(1, filters - round(ratio * filters))
+    kept = [j for j in range(filters) if j not in set(removed)]
+    ok = len(removed) == count and (not removed or not kept
+                                    or max(scores[j] for j in removed) <= min(scores[j] for j in kept))
+    smallest = sorted(range(filters), key=lambda j: (scores[j], j))[:count]
+    largest_first = sorted(range(filters), key=lambda j: (-scores[j], j))
+    largest = largest_first[:count]
+    if ok:
+        hint = ""
+    elif len(removed) == filters - count and set(removed) == set(largest_first[:filters - count]):
+        hint = "those are the filters that stay; the answer is the ones that go"
+    elif len(removed) != count:
+        hint = (f"at prune_ratio {ratio:g}, round({ratio:g} x {filters}) = {count} of the {filters} filters go; "
+                f"you gave {len(removed)}")
+    elif count and set(removed) == set(largest):
+        hint = "those are the largest filters; L1 ranking removes the filters with the smallest sum of |w|"
+    else:
+        hint = "sum |w| over each filter (weight[j] for output channel j), then take the smallest sums"
+    return _report(ok, f"the {count} filters with the smallest L1 norms go: {sorted(smallest)}", hint)
+
+
+def check_conv_params(answer, layer, filters_removed: int = 0, inputs_removed: int = 0) -> bool:
+    """Exercise 03.2: how many parameters ``layer`` has after losing ``filters_removed`` of its output
+    channels and ``inputs_removed`` of its input channels (the previous layer's pruned filters).
+
+    Recomputed here from the layer's shape: ``out x in x kernel elements``, plus one bias per kept
+    output channel if the layer has a bias. The layer itself is not changed.
+    """
+    import math
+
+    from .checks import check_int
+
+    layer = _filter_layer(layer)
+    answer = check_int(answer, "answer", 0)
+    out_channels, in_channels = layer.weight.shape[:2]
+    k = check_int(filters_removed, "filters_removed", 0)
+    j = check_int(inputs_removed, "inputs_removed", 0)
+    if k >= out_channels:
+        raise ValueError(f"filters_removed must leave at least one of the {out_channels} filters (0 to "
+                         f"{out_channels - 1}); got {k}")
+    if j >= in_channels:
+        raise ValueError(f"inputs_removed must leave at least one of the {in_channels} input channels (0 to "
+                         f"{in_channels - 1}); got {j}")
+    kernel = math.prod(layer.weight.shape[2:])
+    has_bias = layer.bias is not None
+    out, inp = out_channels - k, in_channels - j
+    right = out * inp * kernel + (out if has_bias else 0)
+    outputs_only = out * in_channels * kernel + (out if has_bias else 0)
+    if answer == right:
+        hint = ""
+    elif j and answer == outputs_only:
+        hint = f"the layer also loses {j} input channels (the previous layer's removed filters): each kept filter is thinner"
+    elif answer == out * inp * kernel + (0 if has_bias else out):
+        hint = ("count the bias too: one per kept filter" if has_bias else "this layer has no bias (bias=False): "
+                "count the weights only")
+    elif answer == out_channels * in_channels * kernel + (out_channels if has_bias else 0):
+        hint = "that is the count before pruning"
+    else:
+        hint = f"kept filters x kept input channels x {kernel} kernel elements" + (" + one bias per kept filter"
+                                                                                   if has_bias else "")
+    return _report(answer == right, f"{out} filters x {inp} inputs x {kernel} = {right:,d} parameters"
+                   + (" (bias included)" if has_bias else ""), hint)
+
 
 # --- notebook 04 ---------------------------------------------------------------------------------------
 
@@ -325,6 +424,80 @@ def check_linear_sparsity(answer, step: int, final_sparsity: float = 0.98, begin
 
 
 # --- notebook 08 ---------------------------------------------------------------------------------------
+
+__all__ += ["check_conv_flops", "check_csr_bytes"]
+
+_CSR_INDEX_DTYPES = ("int32", "int64")
+_CSR_VALUE_DTYPES = ("float32", "float16", "bfloat16", "float64")
+
+
+def check_csr_bytes(answer, nnz: int, rows: int, index_dtype: str = "int32", value_dtype: str = "float32") -> bool:
+    """Exercise 08.6: the bytes of one matrix in CSR form with ``nnz`` stored values and ``rows`` rows.
+
+    Recomputed here from the three arrays CSR keeps: ``nnz`` values and ``nnz`` column indices, and
+    ``rows + 1`` row pointers, each at its dtype's element size (read from torch). Right exactly.
+    """
+    import torch
+
+    from .checks import check_choice, check_int
+
+    answer = check_int(answer, "answer", 0)
+    nnz = check_int(nnz, "nnz", 0)
+    rows = check_int(rows, "rows", 1)
+    index = torch.empty(0, dtype=getattr(torch, check_choice(index_dtype, "index_dtype", _CSR_INDEX_DTYPES)))
+    value = torch.empty(0, dtype=getattr(torch, check_choice(value_dtype, "value_dtype", _CSR_VALUE_DTYPES)))
+    arrays = {"values": nnz * value.element_size(), "column indices": nnz * index.element_size(),
+              "row pointers": (rows + 1) * index.element_size()}
+    right = sum(arrays.values())
+    if answer == right - arrays["row pointers"]:
+        hint = f"add the row pointers: {rows} rows need {rows + 1} of them, {index.element_size()} bytes each"
+    elif answer == arrays["values"]:
+        hint = "every stored value also needs its column index, and the rows need their pointers"
+    else:
+        hint = (f"CSR keeps three arrays: the {nnz:,} values ({value_dtype}), one {index_dtype} column index per "
+                f"value and {rows + 1:,} {index_dtype} row pointers; add their bytes")
+    return _report(answer == right, f"{right:,} bytes (" + ", ".join(f"{k} {v:,}" for k, v in arrays.items()) + ")",
+                   hint)
+
+
+def check_conv_flops(answer, layer, input_size) -> bool:
+    """Exercise 08.7: FLOPs of ``layer`` (a ``Conv2d``, maybe pruned) on ``input_size`` if its zero weights are skipped.
+
+    Recomputed here without a FLOP counter: the layer is run on zeros of ``input_size`` to get its output
+    shape ``(N, C_out, H, W)``; every output value of channel ``o`` needs one multiply-accumulate per
+    non-zero weight of filter ``o``, and a multiply-accumulate counts as 2 FLOPs (bias not counted, as
+    in torch's ``FlopCounterMode``): ``2 * N * H * W * (non-zero weights)``. Right exactly.
+    """
+    import torch
+    from torch import nn
+
+    from .checks import check_int, check_module
+    from .flops import check_input_size, example_input
+
+    answer = check_int(answer, "answer", 0)
+    layer = check_module(layer, "layer")
+    if not isinstance(layer, nn.Conv2d):
+        raise TypeError(f"layer must be a torch.nn.Conv2d; got {type(layer).__name__}")
+    input_size = check_input_size(input_size)
+    try:
+        with torch.no_grad():
+            out = layer(example_input(layer, input_size))
+    except (RuntimeError, ValueError) as exc:
+        raise ValueError(f"input_size={input_size} does not fit {layer}: {exc}") from exc
+    batch, _, height, width = out.shape
+    weight = layer.weight.detach()
+    nonzero, positions = int(torch.count_nonzero(weight)), batch * height * width
+    right = 2 * positions * nonzero
+    if answer == 2 * positions * weight.numel() and nonzero < weight.numel():
+        hint = "that is the dense count: skip the multiplications by zero weights (count only the non-zero ones)"
+    elif answer == positions * nonzero:
+        hint = "that counts multiply-accumulates; FLOPs count each as 2 (a multiply and an add)"
+    else:
+        hint = (f"every output position ({batch} x {height} x {width} of them per output channel) multiplies "
+                f"by each non-zero weight of that channel's filter: 2 FLOPs per non-zero weight per position")
+    return _report(answer == right, f"{right:,} FLOPs ({nonzero:,} non-zero weights x {positions:,} output "
+                                    f"positions x 2)", hint)
+
 
 
 # --- notebook 09 ---------------------------------------------------------------------------------------
