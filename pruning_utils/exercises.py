@@ -501,3 +501,100 @@ def check_conv_flops(answer, layer, input_size) -> bool:
 
 
 # --- notebook 09 ---------------------------------------------------------------------------------------
+
+__all__ += ["check_compression_ratio", "check_emptiest_layer"]
+
+
+def _layer_zero_shares(model) -> dict:
+    """``{conv/linear layer: (zeros, weights)}``, counted from each layer's weight as the forward pass sees it
+    (masked with ``torch.nn.utils.parametrize`` or ``torch.nn.utils.prune``, the weight is the masked one)."""
+    from .checks import check_module
+    from .masks import PRUNABLE_TYPES
+
+    shares = {}
+    for name, layer in check_module(model).named_modules():
+        if isinstance(layer, PRUNABLE_TYPES):
+            weight = layer.weight.detach()
+            shares[name] = (int((weight == 0).sum()), weight.numel())
+    return shares
+
+
+def check_emptiest_layer(answer, model) -> bool:
+    """Exercise 09.1: the prunable layer of ``model`` with the largest *fraction* of zero weights.
+
+    Recomputed here by counting the zeros of every Conv/Linear weight; any of several layers tied for the
+    largest fraction is right.
+    """
+    from .checks import check_name
+
+    answer = check_name(answer, "answer")
+    shares = _layer_zero_shares(model)
+    if answer not in shares:
+        raise ValueError(f"answer must be the name of one prunable layer of model, one of {sorted(shares)}; "
+                         f"got {answer!r}")
+    fraction = {name: zeros / n for name, (zeros, n) in shares.items()}
+    best = max(fraction.values())
+    right = sorted(name for name, f in fraction.items() if f == best)
+    most_zeros = max(shares, key=lambda name: shares[name][0])
+    if fraction[answer] != best and answer == most_zeros:
+        hint = (f"{answer} has the most zeros ({shares[answer][0]:,}) but it is also the largest layer: compare "
+                f"the fraction of each layer's weights that is zero")
+    else:
+        hint = f"{answer} is {fraction[answer]:.2%} zero; another layer is emptier (layer_sparsities(model))"
+    return _report(fraction[answer] == best, f"{' / '.join(right)}: {100 * best:.2f}% of its weights are zero", hint)
+
+
+def _all_parameters(model):
+    """Every parameter of ``model`` once, as the forward pass sees it: the masked weight of a layer masked with
+    ``torch.nn.utils.parametrize`` or ``torch.nn.utils.prune``, not the stored original."""
+    import torch
+    from torch.nn.utils import parametrize
+
+    seen, out = set(), []
+    for module in model.modules():
+        if isinstance(module, parametrize.ParametrizationList):
+            continue  # its `original` is counted through the parametrized module's attribute
+        names = list(module.parametrizations) if parametrize.is_parametrized(module) else []
+        for name in names:
+            out.append(getattr(module, name).detach())
+        for name, p in module.named_parameters(recurse=False):
+            if id(p) in seen:
+                continue
+            seen.add(id(p))
+            if name.endswith("_orig") and isinstance(getattr(module, name[:-5] + "_mask", None), torch.Tensor):
+                out.append(getattr(module, name[:-5]).detach())  # torch.nn.utils.prune: weight = orig * mask
+            else:
+                out.append(p.detach())
+    return out
+
+
+def check_compression_ratio(answer, model) -> bool:
+    """Exercise 09.4: every parameter of ``model`` per non-zero one (batch-norm and biases count too).
+
+    Recomputed here from the tensors the forward pass uses (masked weights where a layer is masked). Right
+    within 0.5% (``34.7`` for ``25,978 / 749``).
+    """
+    from .checks import check_module, check_positive
+
+    answer = check_positive(answer, "answer")
+    tensors = _all_parameters(check_module(model))
+    total = sum(t.numel() for t in tensors)
+    nonzero = sum(int((t != 0).sum()) for t in tensors)
+    if nonzero == 0:
+        raise ValueError("model has no non-zero parameter: its compression ratio is infinite")
+    right = total / nonzero
+    shares = _layer_zero_shares(model)
+    weights = sum(n for _, n in shares.values())
+    weights_left = weights - sum(z for z, _ in shares.values())
+
+    def near(value):
+        return abs(answer - value) <= 5e-3 * value
+
+    if weights_left and near(weights / weights_left) and not near(right):
+        hint = ("that counts the prunable weights only; the ratio counts every parameter, and the batch-norm "
+                "and bias parameters are never pruned")
+    elif near(nonzero / total) or near(1 / right):
+        hint = "that is the share left non-zero; the ratio is the other way up (total / non-zero)"
+    else:
+        hint = "count every parameter of the model and the non-zero ones among them (as the forward pass sees them)"
+    return _report(near(right), f"{total:,} / {nonzero:,} = {right:.2f}x", hint)
