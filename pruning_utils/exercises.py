@@ -18,6 +18,71 @@ def _report(ok: bool, right: str, hint: str) -> bool:
 
 # --- notebook 00 ---------------------------------------------------------------------------------------
 
+__all__ += ["check_prunable_weights", "check_wilson_interval"]
+
+
+def check_prunable_weights(answer, model) -> bool:
+    """Exercise 00.2: how many prunable weights ``model`` has (the weights of its conv and linear layers).
+
+    Recounted here from every Conv/Linear module's ``weight`` (biases and batch-norm parameters excluded).
+    """
+    from .checks import check_int, check_module
+    from .masks import PRUNABLE_TYPES
+
+    answer = check_int(answer, "answer", 0)
+    model = check_module(model)
+    right = sum(m.weight.numel() for m in model.modules() if isinstance(m, PRUNABLE_TYPES))
+    total = sum(p.numel() for p in model.parameters())
+    if answer == total and total != right:
+        hint = (f"{answer:,} is every parameter; the prunable ones are the weight tensors of the conv and linear "
+                f"layers only, without their biases or batch-norm scales and shifts")
+    else:
+        hint = "add up weight.numel() over the nn.Conv2d and nn.Linear layers (not their biases)"
+    return _report(answer == right, f"{right:,} prunable weights ({right / total:.1%} of {total:,} parameters)", hint)
+
+
+def check_wilson_interval(answer, correct: int, n: int, confidence: float = 0.95) -> bool:
+    """Exercise 00.4: the Wilson score interval ``(low, high)``, as fractions, for ``correct`` right out of ``n``.
+
+    Recomputed here from the formula, with the normal quantile from :mod:`statistics`:
+    ``(p + z²/2n ± z·sqrt(p(1-p)/n + z²/4n²)) / (1 + z²/n)``. Right within 1e-4 (0.01 points) at each end.
+    """
+    import math
+    from statistics import NormalDist
+
+    from .checks import check_int, check_numbers, check_unit
+
+    bounds = check_numbers(answer, "answer", lambda v, name: check_unit(v, name, " (fractions: 0.964 for 96.4%)"))
+    if len(bounds) != 2:
+        raise ValueError(f"answer must be the pair (low, high); got {len(bounds)} numbers")
+    low, high = bounds
+    if low > high:
+        raise ValueError(f"answer must be (low, high) with low <= high; got ({low!r}, {high!r})")
+    n = check_int(n, "n", 1)
+    correct = check_int(correct, "correct", 0)
+    if correct > n:
+        raise ValueError(f"correct must be at most n = {n}; got {correct}")
+    confidence = check_unit(confidence, "confidence")
+    if not 0.5 <= confidence < 1.0:
+        raise ValueError(f"confidence must be in [0.5, 1), e.g. 0.95; got {confidence!r}")
+    z = NormalDist().inv_cdf(1 - (1 - confidence) / 2)
+    p = correct / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    right = (max(0.0, centre - half), min(1.0, centre + half))
+    wald = (p - z * math.sqrt(p * (1 - p) / n), p + z * math.sqrt(p * (1 - p) / n))
+
+    def close(a, b):
+        return abs(a[0] - b[0]) <= 1e-4 and abs(a[1] - b[1]) <= 1e-4
+
+    if close((low, high), wald) and not close((low, high), right):
+        hint = ("that is the normal-approximation (Wald) interval p ± z·sqrt(p(1-p)/n); Wilson's is centred "
+                "at (p + z²/2n) / (1 + z²/n), pulled towards 1/2, and stays inside [0, 1]")
+    else:
+        hint = f"use z = {z:.4f} (the {confidence:.0%} normal quantile) and p = {correct}/{n} in Wilson's formula"
+    return _report(close((low, high), right), f"[{100 * right[0]:.2f}%, {100 * right[1]:.2f}%] for {correct} of {n}",
+                   hint)
+
 
 # --- notebook 01 ---------------------------------------------------------------------------------------
 
