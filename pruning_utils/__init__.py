@@ -31,7 +31,7 @@ from .config import (
     seed_everything,
     setup_course,
 )
-from .data import DATASETS, DatasetNotAvailableError, Loaders, download_dataset, get_loaders
+from .data import DATASETS, DatasetNotAvailableError, DeviceLoader, Loaders, download_dataset, get_loaders
 from .checks import check_fraction, check_int
 from .masks import (
     MaskSerializationError,
@@ -52,6 +52,7 @@ from .models import MLP, SmallCNN, build_model, cifar_resnet
 from .training import (
     BaselineResult,
     Callback,
+    autocast_dtype,
     TrainState,
     baseline_path,
     build_model_for,
@@ -99,6 +100,7 @@ __all__ = [
     "build_model_for",
     "build_optimizer",
     "build_scheduler",
+    "autocast_dtype",
     "cache_dir",
     "Callback",
     "check_fraction",
@@ -116,6 +118,7 @@ __all__ = [
     "cubic_sparsity",
     "data_dir",
     "DatasetNotAvailableError",
+    "DeviceLoader",
     "DATASETS",
     "distillation_loss",
     "DistillationFineTuner",

@@ -28,7 +28,8 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from .checks import check_flag, check_int, check_name, check_non_negative, check_numbers, check_positive, check_share, check_unit
+from .checks import (check_choice, check_flag, check_int, check_name, check_non_negative, check_numbers, check_positive,
+                     check_share, check_unit)
 
 PROFILE_ENV = "PRUNING_PROFILE"
 CACHE_ENV = "PRUNING_CACHE_DIR"
@@ -115,6 +116,10 @@ def _check_milestones(values, name: str) -> tuple[float, ...]:
     return milestones
 
 
+LOADERS = ("torch", "device")
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+
+
 @dataclass(frozen=True)
 class Profile:
     """Every size the course depends on, in one place (immutable; every field checked on creation).
@@ -141,6 +146,13 @@ class Profile:
     # one thread, and on a busy 2-core machine two threads can be 10x slower (threads spin-wait).
     num_threads: int | None = None
     seed: int = 0
+    # How batches are made: "torch" (a DataLoader, CPU-side transforms) or "device" (the whole split as
+    # one uint8 tensor on the training device, cropped/flipped/normalised there in batch).
+    loader: str = "torch"
+    # Training arithmetic: "fp32", "bf16" or "fp16" autocast (fp16 with a gradient scaler), or "auto"
+    # (bf16 on a GPU that has it, else fp16 on a GPU, fp32 on the CPU). Evaluation runs in fp32.
+    precision: str = "fp32"
+    channels_last: bool = False
 
     def __post_init__(self):
         if not isinstance(self.model_kwargs, Mapping) or not all(isinstance(k, str) for k in self.model_kwargs):
@@ -162,6 +174,9 @@ class Profile:
             "num_workers": check_int(self.num_workers, "num_workers", 0),
             "num_threads": None if self.num_threads is None else check_int(self.num_threads, "num_threads", 1),
             "seed": check_int(self.seed, "seed", 0),
+            "loader": check_choice(self.loader, "loader", LOADERS),
+            "precision": check_choice(self.precision, "precision", PRECISIONS),
+            "channels_last": check_flag(self.channels_last, "channels_last"),
         }
         for key, value in checked.items():  # canonical types (a frozen dataclass: set through object)
             object.__setattr__(self, key, value)
@@ -184,10 +199,27 @@ PROFILES: dict[str, Profile] = {
         finetune_epochs=3,
         num_threads=1,
     ),
+    # Colab-class GPUs (a T4): ResNet-20 on CIFAR-10 in a short step schedule, the data on the GPU,
+    # mixed precision, channels_last. Sized so each notebook's training fits in minutes, not hours.
+    "gpu": Profile(
+        name="gpu",
+        dataset="cifar10",
+        model="cifar_resnet",
+        model_kwargs={"depth": 20, "num_classes": 10},
+        epochs=40,
+        batch_size=256,
+        lr=0.2,  # 0.1 at batch 128 (He et al. 2016), scaled linearly with the batch
+        weight_decay=5e-4,
+        lr_milestones=(0.5, 0.75),
+        finetune_epochs=8,
+        loader="device",
+        precision="auto",
+        channels_last=True,
+    ),
     # Renda et al. 2020 / He et al. 2016 recipe for ResNet-56 on CIFAR-10: SGD 0.1, momentum 0.9,
-    # weight decay 1e-4, batch 128, 182 epochs, LR x0.1 at epochs 91 and 136.
-    "full": Profile(
-        name="full",
+    # weight decay 1e-4, batch 128, 182 epochs, LR x0.1 at epochs 91 and 136. Hours on one GPU.
+    "paper": Profile(
+        name="paper",
         dataset="cifar10",
         model="cifar_resnet",
         model_kwargs={"depth": 56, "num_classes": 10},
@@ -199,7 +231,27 @@ PROFILES: dict[str, Profile] = {
         finetune_epochs=40,
         num_workers=2,
     ),
+    # The GPU profile's code path (CIFAR-10 files, a ResNet, the device loader, bf16 autocast,
+    # channels_last) at toy size, so CI runs it on a CPU; it checks that things execute, not accuracy.
+    # It reads a small CIFAR-10-format archive (tests and `make smoke` generate one).
+    "smoke": Profile(
+        name="smoke",
+        dataset="cifar10",
+        model="cifar_resnet",
+        model_kwargs={"depth": 8, "num_classes": 10},
+        epochs=2,
+        batch_size=64,
+        lr=0.1,
+        weight_decay=5e-4,
+        lr_milestones=(0.5,),
+        finetune_epochs=1,
+        num_threads=1,
+        loader="device",
+        precision="bf16",
+        channels_last=True,
+    ),
 }
+PROFILES["full"] = PROFILES["paper"].replace(name="full")  # the name earlier versions of the course used
 
 
 def get_profile(name: str | Profile | None = None) -> Profile:
@@ -225,14 +277,17 @@ def get_profile(name: str | Profile | None = None) -> Profile:
 
 
 def _shuffling_generators(loaders) -> list[torch.Generator]:
-    """The own ``generator`` of each DataLoader in ``loaders`` (a Loaders tuple, one loader or a list)."""
+    """The own ``generator`` of each loader in ``loaders`` (a Loaders tuple, one loader or a list)."""
     from torch.utils.data import DataLoader
 
-    items = [loaders] if isinstance(loaders, DataLoader) else loaders
+    from .data import DeviceLoader
+
+    kinds = (DataLoader, DeviceLoader)
+    items = [loaders] if isinstance(loaders, kinds) else loaders
     if isinstance(items, (str, bytes)) or not isinstance(items, (tuple, list)) or not all(
-            isinstance(item, DataLoader) for item in items):
-        raise TypeError("loaders must be a DataLoader, a list of them or get_loaders()'s Loaders; "
-                        f"got {type(loaders).__name__}")
+            isinstance(item, kinds) for item in items):
+        raise TypeError("loaders must be a DataLoader (or DeviceLoader), a list of them or get_loaders()'s "
+                        f"Loaders; got {type(loaders).__name__}")
     return [item.generator for item in items if item.generator is not None]
 
 

@@ -4,10 +4,15 @@
 
 * ``digits`` (quick profile): scikit-learn's bundled 8x8 handwritten digits, real data that needs no
   download, as 1x8x8 tensors normalised with the training split's mean and std.
-* ``cifar10`` and ``fashion_mnist`` (full profile): read through torchvision from the data directory.
+* ``cifar10`` and ``fashion_mnist`` (the gpu, paper and smoke profiles): read through torchvision from
+  the data directory.
   When files are missing they are downloaded (archive checksum verified, written atomically); when that
   is impossible (offline) a :class:`DatasetNotAvailableError` says which files are missing, where to
   put them and how to download them.
+
+A profile with ``loader="device"`` (gpu, smoke) gets :class:`DeviceLoader` s instead of DataLoaders:
+each split held as one uint8 tensor on the training device, cropped, flipped and normalised there in
+batch, with the same split and the same augmentation as the DataLoader path.
 
 Run ``python -m pruning_utils.data cifar10`` on a machine with internet to fetch a dataset ahead of time.
 """
@@ -36,6 +41,7 @@ from .config import Profile, data_dir, get_profile
 __all__ = [
     "DATASETS",
     "DatasetNotAvailableError",
+    "DeviceLoader",
     "Loaders",
     "download_dataset",
     "get_loaders",
@@ -280,6 +286,44 @@ def _torchvision_datasets(name: str, root: Path, download: bool, seed: int, val_
     return Subset(train_aug, np.sort(train_idx).tolist()), Subset(train_plain, np.sort(val_idx).tolist()), test
 
 
+def _uint8_split(name: str, root: Path, download: bool):
+    """The raw uint8 images (N, C, H, W) and labels of the train and test sets, read by torchvision."""
+    import torchvision
+
+    download_dataset(name, root, download=download)
+    cls = _checked_cifar10_class() if name == "cifar10" else torchvision.datasets.FashionMNIST
+    out = []
+    for train in (True, False):
+        ds = cls(str(root), train=train, download=False)
+        images = torch.as_tensor(np.asarray(ds.data))
+        images = images.permute(0, 3, 1, 2) if images.dim() == 4 else images.unsqueeze(1)  # NHWC / NHW -> NCHW
+        out.append((images.contiguous(), torch.as_tensor(np.asarray(ds.targets), dtype=torch.long)))
+    return out
+
+
+def _device_loaders(name, root, download, seed, val_fraction, augment, batch_size, prof, device) -> Loaders:
+    """:class:`DeviceLoader` s over the same split as the DataLoaders (same indices, same augmentation)."""
+    from sklearn.model_selection import train_test_split
+
+    from .config import get_device
+
+    spec = _spec(name)
+    (train_x, train_y), (test_x, test_y) = _uint8_split(name, root, download)
+    train_idx, val_idx = train_test_split(np.arange(len(train_y)), test_size=val_fraction, random_state=seed,
+                                          stratify=train_y.numpy())
+    train_idx, val_idx = torch.from_numpy(np.sort(train_idx)), torch.from_numpy(np.sort(val_idx))
+    device = get_device(device)
+    pad = (4 if name == "cifar10" else 2) if augment else 0
+    common = dict(batch_size=batch_size, mean=spec.mean, std=spec.std, device=device,
+                  channels_last=prof.channels_last)
+    return Loaders(
+        DeviceLoader(train_x[train_idx], train_y[train_idx], shuffle=True, pad=pad,
+                     flip=augment and name == "cifar10", generator=torch.Generator().manual_seed(seed), **common),
+        DeviceLoader(train_x[val_idx], train_y[val_idx], **common),
+        DeviceLoader(test_x, test_y, **common),
+    )
+
+
 def _checked_cifar10_class():
     import torchvision
 
@@ -316,10 +360,13 @@ def get_loaders(
     seed: int | None = None,
     val_fraction: float = 0.1,
     num_workers: int | None = None,
+    device=None,
 ) -> Loaders:
     """Train/val/test loaders for the profile's dataset (or ``dataset`` if given).
 
-    The split and the training shuffle order are seeded, so two calls give the same batches.
+    The split and the training shuffle order are seeded, so two calls give the same batches. A profile
+    with ``loader="device"`` (the GPU profile) gets :class:`DeviceLoader` s holding each split on
+    ``device`` (default :func:`~pruning_utils.config.get_device`), augmented there in batch.
 
     >>> loaders = get_loaders("quick")
     >>> next(iter(loaders.train))[0].shape
@@ -336,6 +383,15 @@ def get_loaders(
     seed = prof.seed if seed is None else seed
     workers = prof.num_workers if num_workers is None else num_workers
 
+    if prof.loader == "device":
+        if name == "digits":
+            raise ValueError(f"profile {prof.name!r} asks for loader='device', which serves image datasets "
+                             f"(cifar10, fashion_mnist); the digits use loader='torch'")
+        root = Path(root).expanduser() if root is not None else data_dir()
+        return _device_loaders(name, root, download, seed, val_fraction, augment, batch_size, prof, device)
+    if device is not None:
+        raise ValueError("device is for loader='device' profiles (the data then lives on the device); "
+                         f"profile {prof.name!r} uses DataLoaders, which the training loop moves batch by batch")
     if name == "digits":
         train, val, test = digits_datasets(seed=seed, val_fraction=val_fraction)
     else:
@@ -355,6 +411,99 @@ def get_loaders(
         )
 
     return Loaders(loader(train, True), loader(val, False), loader(test, False))
+
+
+# ---------------------------------------------------------------------------------------------
+# A loader that keeps the whole dataset on the device (the GPU profile)
+# ---------------------------------------------------------------------------------------------
+
+
+class DeviceLoader:
+    """Batches of a uint8 image tensor that lives on the training device; augmentation in batch there.
+
+    A DataLoader decodes, crops and normalises every image on the CPU, one at a time, in worker
+    processes: on Colab's two vCPUs that, not the GPU, sets the pace. Here the whole split is one
+    ``uint8`` tensor ``images`` (N, C, H, W) on ``device`` (CIFAR-10's 50,000 training images are 150 MB),
+    and each batch is cropped, flipped and normalised on the device in a few tensor operations:
+
+    * ``pad`` > 0: torchvision's ``RandomCrop(size, padding=pad)`` for every image at once: zero padding
+      on the uint8 image, then an offset in ``[0, 2 * pad]`` per image and axis;
+    * ``flip``: ``RandomHorizontalFlip()``, each image with probability 1/2;
+    * then ``ToTensor`` + ``Normalize(mean, std)``: ``(x / 255 - mean) / std`` in float32.
+
+    Shuffling, crops and flips draw from ``generator`` (a CPU ``torch.Generator``, like a DataLoader's;
+    :func:`pruning_utils.config.seed_everything` reseeds it through ``loaders=``), so a seed gives the
+    same batches on any device. ``channels_last`` returns batches in that memory format. ``dataset`` is
+    a TensorDataset of the stored images and labels (``len(loader.dataset)`` is the number of images).
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int, mean, std,
+                 shuffle: bool = False, pad: int = 0, flip: bool = False, device=None,
+                 generator: torch.Generator | None = None, channels_last: bool = False):
+        from .checks import check_flag, check_numbers, check_positive, check_real, check_tensor
+
+        if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.dim() != 4:
+            raise TypeError("images must be a uint8 tensor of shape (N, C, H, W); got "
+                            + (f"{images.dtype} of shape {tuple(images.shape)}" if isinstance(images, torch.Tensor)
+                               else type(images).__name__))
+        check_tensor(labels, "labels")
+        if labels.dim() != 1 or labels.dtype.is_floating_point or labels.dtype == torch.bool:
+            raise TypeError(f"labels must be a 1-d integer tensor; got {labels.dtype} of shape {tuple(labels.shape)}")
+        if len(labels) != len(images) or len(images) == 0:
+            raise ValueError(f"images and labels must hold the same number (> 0) of samples; got "
+                             f"{len(images)} images and {len(labels)} labels")
+        channels = images.shape[1]
+        mean = check_numbers(mean, "mean", check_real)
+        std = check_numbers(std, "std", check_positive)
+        if len(mean) != channels or len(std) != channels:
+            raise ValueError(f"mean and std must give one value per channel ({channels}); got {len(mean)} and {len(std)}")
+        self.batch_size = check_int(batch_size, "batch_size", 1)
+        self.pad = check_int(pad, "pad", 0)
+        self.shuffle = check_flag(shuffle, "shuffle")
+        self.flip = check_flag(flip, "flip")
+        self.channels_last = check_flag(channels_last, "channels_last")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator; got {type(generator).__name__}")
+        if generator is not None and generator.device.type != "cpu":
+            raise ValueError(f"generator must be a CPU generator (the draws are made on the CPU); got {generator.device}")
+        self.generator = generator if generator is not None else (torch.Generator() if shuffle or pad or flip else None)
+        from .config import get_device
+
+        self.device = get_device(device) if device is not None else images.device
+        self.images = images.to(self.device)
+        self.labels = labels.to(self.device, torch.long)
+        self.dataset = TensorDataset(self.images, self.labels)
+        shape = (1, channels, 1, 1)
+        self._mean = torch.tensor(mean, dtype=torch.float32, device=self.device).reshape(shape)
+        self._std = torch.tensor(std, dtype=torch.float32, device=self.device).reshape(shape)
+
+    def __len__(self) -> int:
+        return (len(self.images) + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self):
+        n = len(self.images)
+        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        for start in range(0, n, self.batch_size):
+            index = order[start:start + self.batch_size]
+            yield self._batch(index), self.labels[index.to(self.device)]
+
+    def _batch(self, index: torch.Tensor) -> torch.Tensor:
+        x = self.images[index.to(self.device)]
+        b, _, h, w = x.shape
+        if self.pad:
+            p = self.pad
+            offsets = torch.randint(0, 2 * p + 1, (b, 2), generator=self.generator).to(self.device)
+            padded = torch.nn.functional.pad(x, (p, p, p, p))  # zeros, as RandomCrop(padding=p) pads
+            rows = (offsets[:, 0:1] + torch.arange(h, device=self.device))[:, None, :, None]  # (b, 1, h, 1)
+            cols = (offsets[:, 1:2] + torch.arange(w, device=self.device))[:, None, None, :]  # (b, 1, 1, w)
+            batch = torch.arange(b, device=self.device)[:, None, None, None]
+            channel = torch.arange(x.shape[1], device=self.device)[None, :, None, None]
+            x = padded[batch, channel, rows, cols]
+        if self.flip:
+            flips = (torch.rand(b, generator=self.generator) < 0.5).to(self.device)
+            x = torch.where(flips[:, None, None, None], x.flip(-1), x)
+        x = (x.float() / 255 - self._mean) / self._std
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
 
 def input_shape(dataset: str) -> tuple[int, int, int]:

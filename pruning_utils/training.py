@@ -39,6 +39,7 @@ from .models import build_model
 __all__ = [
     "BaselineResult",
     "Callback",
+    "autocast_dtype",
     "TrainState",
     "baseline_path",
     "build_model_for",
@@ -409,6 +410,10 @@ def train(
             scheduler = build_scheduler(optimizer, prof, epochs=epochs)
     if scheduler is not None:
         _check_scheduler(scheduler, optimizer)
+    amp_dtype = autocast_dtype(prof, device)
+    scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
+    if prof.channels_last:
+        model.to(memory_format=torch.channels_last)
 
     history: dict[str, list] = {"epoch": [], "lr": [], "train_loss": [], "train_acc": []}
     if val_loader is not None:
@@ -425,15 +430,21 @@ def train(
         loss_sum, correct, seen = 0.0, 0, 0
         for batch in train_loader:
             inputs, targets = _batch(batch, "train_loader", device)
-            outputs = _forward(model, inputs, targets, "train_loader", first=state.step == 0)
-            loss = _checked_loss(loss_fn(outputs, targets, inputs))
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                outputs = _forward(model, inputs, targets, "train_loader", first=state.step == 0)
+                loss = _checked_loss(loss_fn(outputs, targets, inputs))
             loss_value = float(loss.detach())
             if not math.isfinite(loss_value):
                 raise ValueError(f"the training loss is {loss_value} at epoch {epoch + 1}, step {state.step + 1}: "
                                  "training diverged (lower the learning rate) or train_loader yields NaN/inf inputs")
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            if scaler is None:
+                loss.backward()
+                optimizer.step()
+            else:  # fp16: scale the loss so small gradients do not flush to zero; skip steps with inf
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
             state.step += 1
             state.loss = loss_value
             loss_sum += state.loss * targets.numel()
@@ -458,6 +469,24 @@ def train(
             cb.on_epoch_end(state)
     bar.close()
     return history
+
+
+def autocast_dtype(profile: str | Profile | None = None, device=None) -> torch.dtype | None:
+    """The dtype :func:`train` autocasts to for the profile's ``precision`` on ``device`` (None: fp32).
+
+    ``"auto"`` means bf16 on a CUDA GPU that supports it, fp16 (with a gradient scaler) on an older
+    CUDA GPU such as a T4, and fp32 elsewhere; ``"bf16"``/``"fp16"`` are used as given, on any device
+    whose autocast supports them (the smoke profile runs bf16 on the CPU).
+    """
+    prof = get_profile(profile)
+    device = get_device(device)
+    if prof.precision == "fp32":
+        return None
+    if prof.precision == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if prof.precision == "bf16" else torch.float16
 
 
 def final_lr(profile: str | Profile | None = None) -> float:

@@ -49,7 +49,7 @@ def test_unknown_profile_names_the_choices(bad, monkeypatch):
     if bad == "":
         monkeypatch.setenv("PRUNING_PROFILE", "turbo")
         bad = None
-    with pytest.raises(ValueError, match=r"profile must be one of \['full', 'quick'\]"):
+    with pytest.raises(ValueError, match=r"profile must be one of \['full', 'gpu', 'paper', 'quick', 'smoke'\]"):
         get_profile(bad)
 
 
@@ -57,6 +57,12 @@ def test_profiles_share_one_code_path_only_sizes_differ():
     quick, full = get_profile("quick"), get_profile("full")
     assert set(vars(quick)) == set(vars(full))
     assert quick.epochs < full.epochs
+    # the GPU profile's code path at toy size: what CI runs of it
+    gpu, smoke = get_profile("gpu"), get_profile("smoke")
+    assert (smoke.dataset, smoke.model, smoke.loader, smoke.channels_last) == (gpu.dataset, gpu.model, gpu.loader,
+                                                                               gpu.channels_last)
+    assert smoke.precision != "fp32" and smoke.epochs < gpu.epochs < full.epochs
+    assert full.replace(name="paper") == get_profile("paper")  # full is the paper recipe's older name
 
 
 def test_seed_everything_repeats_every_random_source():
