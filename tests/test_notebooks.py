@@ -55,6 +55,9 @@ def test_colab_cell_installs_from_the_one_published_address():
     assert re.search(rf'^COURSE_REPO = "{re.escape(course.COURSE_REPO)}"', setup, re.M), "COURSE_REPO differs"
     assert re.search(rf'^COURSE_REF = "{re.escape(course.COURSE_REF)}"', setup, re.M), "COURSE_REF differs"
     assert 'os.environ.setdefault("PRUNING_PROFILE", "full")' in setup  # a GPU on Colab selects the full profile
+    # a fork overrides the address without editing 20 notebooks; the install pulls no extras
+    assert "PRUNING_COURSE_REPO" in setup and "PRUNING_COURSE_REF" in setup
+    assert '"pruning-utils @ {source}"' in setup and "[dev]" not in setup
 
 
 def test_readme_has_a_colab_badge_for_every_notebook():
@@ -80,6 +83,10 @@ def test_readme_results_table_is_the_one_make_course_wrote():
     readme = (NOTEBOOKS.parent / "README.md").read_text()
     rows = [line for line in summary.splitlines() if re.match(r"\| \d\d \|", line)]
     assert [p.name[:2] for p in find_notebooks(NOTEBOOKS)] == [r[2:4] for r in rows], "summary lacks a notebook"
+    for row in rows:  # every accuracy stands with its 95% interval and where it came from
+        accuracy = row.split(" | ")[3]
+        assert accuracy == "–" or re.fullmatch(r"\d+\.\d\d% \[\d+\.\d\d, \d+\.\d\d\], (1 model|\d+ seeds)",
+                                                accuracy), f"notebook {row[2:4]}: accuracy without interval: {accuracy}"
     missing = [r[:8] for r in rows if r not in readme]
     assert not missing, f"README's results rows differ from results/summary.md (rerun make course, copy): {missing}"
     for figure in re.findall(r"\]\((results/figures/[^)]+)\)", readme):
@@ -104,3 +111,9 @@ def test_solutions_notebook_shape(path):
             assert out["output_type"] != "error", f"{path.name} has a saved error output"
     topic_text = "".join("".join(c["source"]) for c in load(topic)["cells"] if c["cell_type"] == "markdown")
     assert "solutions/" in topic_text, f"{topic.name} does not point the learner to its solutions"
+
+
+def test_every_topic_notebook_has_its_worked_solutions():
+    missing = [p.name for p in find_notebooks(NOTEBOOKS)
+               if not (NOTEBOOKS / "solutions" / p.name.replace(".ipynb", "_solutions.ipynb")).exists()]
+    assert not missing, f"notebooks without a solutions notebook: {missing}"
