@@ -11,7 +11,7 @@ CELL_TIMEOUT ?= 600
 export PRUNING_CACHE_DIR ?= $(CURDIR)/.cache
 export PRUNING_PROFILE   ?= quick
 
-.PHONY: install lab test unit e2e notebooks course clean
+.PHONY: install lab test unit e2e notebooks course smoke clean
 
 install: $(STAMP)
 
@@ -48,6 +48,13 @@ e2e: $(STAMP)
 # Execute every notebook headless, in order, writing outputs back and timing each one.
 course: $(STAMP)
 	$(BIN)/python -m pruning_utils.course notebooks --results results
+
+# The gpu profile's code path at toy size (generated CIFAR-10-format data, ResNet-8, bf16 autocast, the
+# data on the device) through every notebook and solution, nothing saved: each must run to the end; the
+# claims, which toy sizes cannot support, print as not checked.
+smoke: $(STAMP)
+	PRUNING_PROFILE=smoke PRUNING_CACHE_DIR=$(CURDIR)/.cache/smoke $(BIN)/python -m pruning_utils.course \
+	  --check-only --jobs 2 notebooks notebooks/solutions
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache

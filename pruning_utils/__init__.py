@@ -31,7 +31,8 @@ from .config import (
     seed_everything,
     setup_course,
 )
-from .data import DATASETS, DatasetNotAvailableError, DeviceLoader, Loaders, download_dataset, get_loaders
+from .data import (DATASETS, DatasetNotAvailableError, DeviceLoader, Loaders, download_dataset, get_loaders,
+                   write_smoke_cifar10)
 from .checks import check_fraction, check_int
 from .masks import (
     MaskSerializationError,
@@ -86,7 +87,7 @@ from .gradual import GradualPruner, cubic_sparsity, pruning_steps
 # on first use keeps runpy from finding them already imported (and warning) when they run as __main__.
 _LAZY = {
     "PipelineResult": "pipeline", "create_pruning_pipeline": "pipeline", "load_pruned_model": "pipeline",
-    "record_results": "course", "save_figure": "course", "colab_url": "course",
+    "record_results": "course", "save_figure": "course", "colab_url": "course", "claim_checker": "course",
 }
 
 __all__ = [
@@ -98,6 +99,7 @@ __all__ = [
     "BaselineResult",
     "build_model",
     "build_model_for",
+    "claim_checker",
     "build_optimizer",
     "build_scheduler",
     "autocast_dtype",
@@ -190,6 +192,7 @@ __all__ = [
     "train_baseline",
     "TrainState",
     "verdict",
+    "write_smoke_cifar10",
 ]
 
 

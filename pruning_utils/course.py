@@ -36,6 +36,7 @@ NOTEBOOK_PATTERN = "[0-9][0-9]_*.ipynb"
 __all__ = [
     "COURSE_REF",
     "COURSE_REPO",
+    "claim_checker",
     "colab_url",
     "find_notebooks",
     "record_results",
@@ -138,6 +139,32 @@ def _check_accuracy(accuracy, seeds) -> dict:
     return {**values, "accuracy_confidence": accuracy.confidence, "seeds": seeds}
 
 
+def claim_checker(profile=None):
+    """``check = claim_checker(PROFILE)``, then ``check(condition, "what the notebook claims")``.
+
+    On a profile whose sizes support the notebook's claims (``profile.check_claims``, the quick
+    profile) ``check`` is an assert: a false claim stops the notebook. On the smoke profile (toy sizes:
+    it checks that the code runs) and on profiles whose claims are not measured yet, it prints the claim
+    as not checked instead, so the skip is visible in the output and nowhere else.
+    """
+    from .config import get_profile
+
+    prof = get_profile(profile)
+
+    def check(condition, claim: str) -> bool:
+        if not isinstance(claim, str) or not claim.strip():
+            raise ValueError("claim must say, in words, what the notebook claims")
+        holds = bool(condition)
+        if prof.check_claims:
+            if not holds:
+                raise AssertionError(claim)
+        else:
+            print(f"[not checked on the {prof.name} profile] {claim}")
+        return holds
+
+    return check
+
+
 def save_figure(fig, name: str) -> Path:
     """Save a matplotlib figure as ``<results>/figures/<name>.png`` (the README shows some of them)."""
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", name):
@@ -220,8 +247,9 @@ def write_summary(folder: Path | None = None, profile: str | None = None) -> Pat
 # ---------------------------------------------------------------------------------------------
 
 
-def run_notebook(path: Path, timeout: int = 600) -> float:
-    """Execute ``path`` top to bottom (cwd = its folder), save it with outputs, return seconds taken."""
+def run_notebook(path: Path, timeout: int = 600, save: bool = True) -> float:
+    """Execute ``path`` top to bottom (cwd = its folder), save it with outputs (unless ``save`` is
+    False), return seconds taken."""
     import nbformat
     from nbclient import NotebookClient
 
@@ -229,8 +257,9 @@ def run_notebook(path: Path, timeout: int = 600) -> float:
     start = time.perf_counter()
     NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
     seconds = time.perf_counter() - start
-    text = nbformat.writes(nb)  # what nbformat.write(nb, path) writes, but atomically
-    write_atomic(path, text if text.endswith("\n") else text + "\n")
+    if save:
+        text = nbformat.writes(nb)  # what nbformat.write(nb, path) writes, but atomically
+        write_atomic(path, text if text.endswith("\n") else text + "\n")
     return seconds
 
 
@@ -250,6 +279,33 @@ def _add_time(folder: Path, notebook: Path, seconds: float) -> None:
         write_atomic(path, json.dumps(record, indent=1))
 
 
+def _check_only(notebooks: list[Path], timeout: int, jobs: int) -> int:
+    """Run each notebook in memory (nothing saved, results to a temporary folder); report every failure."""
+    import subprocess
+    import tempfile
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(nb: Path):
+        start = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="course-check-") as results:
+            run = subprocess.run([sys.executable, "-m", "pruning_utils.course", "--timeout", str(timeout),
+                                  "--no-save", str(nb)], capture_output=True, text=True,
+                                 env={**os.environ, RESULTS_ENV: results})
+        return nb, run, time.perf_counter() - start
+
+    failed = 0
+    print(f"{'notebook (checked, not saved)':<50} {'seconds':>8}", flush=True)
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        for nb, run, seconds in pool.map(one, notebooks):
+            if run.returncode:
+                failed += 1
+                print(f"{str(nb):<50} FAILED\n{(run.stdout + run.stderr).strip()[-4000:]}", flush=True)
+            else:
+                print(f"{str(nb):<50} {seconds:8.1f}", flush=True)
+    print(f"{len(notebooks) - failed} of {len(notebooks)} notebooks ran cleanly")
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="*", default=["notebooks"],
@@ -258,6 +314,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", default=None,
                         help="folder for the recorded results and summary.md (make course: results); running a "
                              "whole folder starts it afresh")
+    parser.add_argument("--no-save", action="store_true", help="do not write the outputs back into the notebooks")
+    parser.add_argument("--check-only", action="store_true",
+                        help="run every notebook without saving anything (make smoke), each in its own process, "
+                             "and report all failures")
+    parser.add_argument("--jobs", type=int, default=1, help="with --check-only: notebooks run at the same time")
     args = parser.parse_args(argv)
     notebooks, whole_folder = [], False
     for p in map(Path, args.paths):
@@ -266,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             notebooks += find_notebooks(p)
             whole_folder = True
+    if args.check_only:
+        return _check_only(notebooks, args.timeout, check_int(args.jobs, "jobs", 1))
     results = None
     if args.results:
         results = Path(args.results).resolve()
@@ -279,9 +342,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'notebook':<40} {'seconds':>8}")
     for nb in notebooks:
         try:
-            seconds = run_notebook(nb, timeout=args.timeout)
+            seconds = run_notebook(nb, timeout=args.timeout, save=not args.no_save)
         except Exception as exc:
-            print(f"{nb.name:<40} FAILED: {type(exc).__name__}: {str(exc).splitlines()[-1] if str(exc) else ''}")
+            message = str(exc) if args.no_save else (str(exc).splitlines()[-1] if str(exc) else "")
+            print(f"{nb.name:<40} FAILED: {type(exc).__name__}: {message}")
             return 1
         total += seconds
         if results is not None:

@@ -45,6 +45,7 @@ __all__ = [
     "Loaders",
     "download_dataset",
     "get_loaders",
+    "write_smoke_cifar10",
 ]
 
 
@@ -71,6 +72,8 @@ class DatasetSpec:
     num_classes: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    generated: bool = False  # written on first use by write_smoke_cifar10 instead of downloaded
+    family: str = ""  # "cifar10" for the CIFAR-10 format (same reader, same augmentation)
 
 
 _FMNIST_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
@@ -91,6 +94,21 @@ DATASETS: dict[str, DatasetSpec] = {
         num_classes=10,
         mean=(0.4914, 0.4822, 0.4465),
         std=(0.2470, 0.2435, 0.2616),
+        family="cifar10",
+    ),
+    # The smoke profile's data: CIFAR-10's on-disk format with a few hundred generated images
+    # (write_smoke_cifar10), in its own folder so that it can never be mistaken for the real files.
+    "cifar10_smoke": DatasetSpec(
+        name="cifar10_smoke",
+        subdir="cifar-10-smoke-batches-py",
+        files=tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta"),
+        downloads=(),
+        input_shape=(3, 32, 32),
+        num_classes=10,
+        mean=(0.4914, 0.4822, 0.4465),
+        std=(0.2470, 0.2435, 0.2616),
+        generated=True,
+        family="cifar10",
     ),
     "fashion_mnist": DatasetSpec(
         name="fashion_mnist",
@@ -196,6 +214,9 @@ def download_dataset(name: str, root: str | Path | None = None, download: bool =
     missing = _missing_files(spec, root)
     if not missing:
         return root
+    if spec.generated:
+        write_smoke_cifar10(root / spec.subdir)
+        return root
     root.mkdir(parents=True, exist_ok=True)
     for item in spec.downloads:
         # A per-file gzip lives next to what it unpacks to; a tarball lives in root.
@@ -215,6 +236,51 @@ def download_dataset(name: str, root: str | Path | None = None, download: bool =
     if still_missing:
         raise _not_available(spec, root, still_missing, "the archives did not contain them")
     return root
+
+
+def write_smoke_cifar10(folder: str | Path, n_train: int = 500, n_test: int = 200, seed: int = 0) -> Path:
+    """Write a small CIFAR-10-format dataset into ``folder`` (torchvision's ``cifar-10-batches-py`` files).
+
+    The smoke profile's data: the real on-disk format (five pickled training batches, a test batch and
+    ``batches.meta``), read by torchvision's CIFAR-10 reader like the real files, but with ``n_train``
+    and ``n_test`` generated 32x32 images. Each class has its own colour, blurred by noise, so a small
+    network learns something in an epoch and the notebooks' numbers are not all at chance. Written
+    into a temporary folder that is renamed at the end: a reader never sees half a dataset.
+    """
+    import pickle
+
+    n_train = check_int(n_train, "n_train", 10)
+    n_test = check_int(n_test, "n_test", 10)
+    seed = check_int(seed, "seed", 0)
+    if not isinstance(folder, (str, Path)) or not str(folder).strip():
+        raise TypeError(f"folder must be a path (str or pathlib.Path); got {folder!r}")
+    folder = Path(folder).expanduser()
+    rng = np.random.default_rng(seed)
+    palette = rng.integers(40, 216, (10, 3))  # one colour per class
+
+    def batch(n: int, offset: int) -> dict:
+        labels = (np.arange(n) + offset) % 10
+        rng.shuffle(labels)
+        pixels = palette[labels][:, :, None] + rng.normal(0, 40, (n, 3, 1024))
+        return {"data": np.clip(pixels, 0, 255).astype(np.uint8).reshape(n, 3072),
+                "labels": labels.tolist(), "batch_label": "smoke"}
+
+    sizes = [n_train // 5 + (i < n_train % 5) for i in range(5)]
+    members = {f"data_batch_{i + 1}": batch(size, i) for i, size in enumerate(sizes)}
+    members["test_batch"] = batch(n_test, 0)
+    members["batches.meta"] = {"label_names": [f"colour {i}" for i in range(10)], "num_vis": 3072}
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    try:
+        for name, obj in members.items():
+            (tmp / name).write_bytes(pickle.dumps(obj))
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
 
 
 def _spec(name: str) -> DatasetSpec:
@@ -265,7 +331,7 @@ def _torchvision_datasets(name: str, root: Path, download: bool, seed: int, val_
     download_dataset(name, root, download=download)
     normalize = [T.ToTensor(), T.Normalize(spec.mean, spec.std)]
     size = spec.input_shape[-1]
-    if augment and name == "cifar10":
+    if augment and spec.family == "cifar10":
         train_tf = T.Compose([T.RandomCrop(size, padding=4), T.RandomHorizontalFlip(), *normalize])
     elif augment:
         train_tf = T.Compose([T.RandomCrop(size, padding=2), *normalize])
@@ -273,7 +339,7 @@ def _torchvision_datasets(name: str, root: Path, download: bool, seed: int, val_
         train_tf = T.Compose(normalize)
     eval_tf = T.Compose(normalize)
 
-    cls = _checked_cifar10_class() if name == "cifar10" else torchvision.datasets.FashionMNIST
+    cls = _checked_cifar10_class(spec.subdir) if spec.family == "cifar10" else torchvision.datasets.FashionMNIST
     train_aug = cls(str(root), train=True, transform=train_tf, download=False)
     train_plain = cls(str(root), train=True, transform=eval_tf, download=False)
     test = cls(str(root), train=False, transform=eval_tf, download=False)
@@ -290,8 +356,9 @@ def _uint8_split(name: str, root: Path, download: bool):
     """The raw uint8 images (N, C, H, W) and labels of the train and test sets, read by torchvision."""
     import torchvision
 
+    spec = _spec(name)
     download_dataset(name, root, download=download)
-    cls = _checked_cifar10_class() if name == "cifar10" else torchvision.datasets.FashionMNIST
+    cls = _checked_cifar10_class(spec.subdir) if spec.family == "cifar10" else torchvision.datasets.FashionMNIST
     out = []
     for train in (True, False):
         ds = cls(str(root), train=train, download=False)
@@ -313,18 +380,18 @@ def _device_loaders(name, root, download, seed, val_fraction, augment, batch_siz
                                           stratify=train_y.numpy())
     train_idx, val_idx = torch.from_numpy(np.sort(train_idx)), torch.from_numpy(np.sort(val_idx))
     device = get_device(device)
-    pad = (4 if name == "cifar10" else 2) if augment else 0
+    pad = (4 if spec.family == "cifar10" else 2) if augment else 0
     common = dict(batch_size=batch_size, mean=spec.mean, std=spec.std, device=device,
                   channels_last=prof.channels_last)
     return Loaders(
         DeviceLoader(train_x[train_idx], train_y[train_idx], shuffle=True, pad=pad,
-                     flip=augment and name == "cifar10", generator=torch.Generator().manual_seed(seed), **common),
+                     flip=augment and spec.family == "cifar10", generator=torch.Generator().manual_seed(seed), **common),
         DeviceLoader(train_x[val_idx], train_y[val_idx], **common),
         DeviceLoader(test_x, test_y, **common),
     )
 
 
-def _checked_cifar10_class():
+def _checked_cifar10_class(folder: str = "cifar-10-batches-py"):
     import torchvision
 
     base = torchvision.datasets.CIFAR10
@@ -333,9 +400,11 @@ def _checked_cifar10_class():
         """CIFAR-10 whose files were verified once, by the md5 of the archive they came from.
 
         torchvision re-hashes every batch file on each construction; with ``md5=None`` it only checks
-        that they exist (which also lets the tests use small generated batches).
+        that they exist (which also lets the tests use small generated batches). ``base_folder`` is the
+        folder read (the smoke profile's generated files live in their own).
         """
 
+        base_folder = folder
         train_list = [[name, None] for name, _ in base.train_list]
         test_list = [[name, None] for name, _ in base.test_list]
         meta = {**base.meta, "md5": None}
@@ -386,7 +455,7 @@ def get_loaders(
     if prof.loader == "device":
         if name == "digits":
             raise ValueError(f"profile {prof.name!r} asks for loader='device', which serves image datasets "
-                             f"(cifar10, fashion_mnist); the digits use loader='torch'")
+                             f"({', '.join(DATASETS)}); the digits use loader='torch'")
         root = Path(root).expanduser() if root is not None else data_dir()
         return _device_loaders(name, root, download, seed, val_fraction, augment, batch_size, prof, device)
     if device is not None:

@@ -59,8 +59,8 @@ def test_profiles_share_one_code_path_only_sizes_differ():
     assert quick.epochs < full.epochs
     # the GPU profile's code path at toy size: what CI runs of it
     gpu, smoke = get_profile("gpu"), get_profile("smoke")
-    assert (smoke.dataset, smoke.model, smoke.loader, smoke.channels_last) == (gpu.dataset, gpu.model, gpu.loader,
-                                                                               gpu.channels_last)
+    assert (smoke.model, smoke.loader, smoke.channels_last) == (gpu.model, gpu.loader, gpu.channels_last)
+    assert (smoke.dataset, gpu.dataset) == ("cifar10_smoke", "cifar10")  # the same format, generated files
     assert smoke.precision != "fp32" and smoke.epochs < gpu.epochs < full.epochs
     assert full.replace(name="paper") == get_profile("paper")  # full is the paper recipe's older name
 
@@ -518,3 +518,25 @@ def test_seed_everything_reseeds_the_loaders_own_shuffling_generators():
     for bad in ("train", 3, [loaders.train, "val"], iter([loaders.train])):
         with pytest.raises(TypeError, match="loaders must be"):
             seed_everything(3, loaders=bad)
+
+
+def test_budgets_come_from_the_profile_with_the_quick_values_as_defaults():
+    from pruning_utils.config import BUDGETS
+
+    quick, smoke = get_profile("quick"), get_profile("smoke")
+    assert {k: quick.budget(k) for k in BUDGETS} == {k: default for k, (default, _) in BUDGETS.items()}
+    assert all(smoke.budget(k) <= quick.budget(k) for k in BUDGETS)
+    assert smoke.budget("seeds") >= 2  # an interval over seeds needs two
+    custom = quick.replace(budgets={"seeds": 4})
+    assert custom.budget("seeds") == 4 and custom.budget("distill_epochs") == quick.budget("distill_epochs")
+    assert quick.check_claims and not smoke.check_claims
+    with pytest.raises(ValueError, match="key must be one of"):
+        quick.budget("epochs")
+    with pytest.raises(ValueError, match="unknown keys"):
+        quick.replace(budgets={"sedes": 3})
+    with pytest.raises(ValueError, match=r"budgets\['seeds'\] must be"):
+        quick.replace(budgets={"seeds": 0})
+    with pytest.raises(TypeError, match="budgets must be a dict"):
+        quick.replace(budgets=[3])
+    with pytest.raises(TypeError):
+        quick.budgets["seeds"] = 9  # read-only, like model_kwargs

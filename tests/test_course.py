@@ -1,6 +1,7 @@
 """The course runner: recorded results, the summary, figures, Colab addresses."""
 
 import json
+import re
 import os
 from pathlib import Path
 
@@ -140,6 +141,38 @@ def test_main_stops_at_a_failing_notebook(tmp_path, capsys, monkeypatch):
     assert course.main([str(folder), "--results", str(tmp_path / "results")]) == 1
     out = capsys.readouterr().out
     assert "00_bad.ipynb" in out and "FAILED" in out and "01_good" not in out
+
+
+def test_check_only_runs_every_notebook_saves_nothing_and_reports_each_failure(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv(course.RESULTS_ENV, str(tmp_path / "must stay empty"))
+    folder = tmp_path / "nbs"
+    folder.mkdir()
+    write_notebook(folder / "00_bad.ipynb", "00", fail=True)
+    write_notebook(folder / "01_good.ipynb", "01")
+    write_notebook(folder / "02_bad.ipynb", "02", fail=True)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    assert course.main([str(folder), "--check-only", "--jobs", "2"]) == 1
+    out = capsys.readouterr().out
+    failed = re.findall(r"^(\S+\.ipynb) +FAILED$", out, re.M)
+    assert [Path(f).name for f in failed] == ["00_bad.ipynb", "02_bad.ipynb"]  # all run, each failure named
+    assert "1 of 3 notebooks ran cleanly" in out and "boom" in out  # the error itself is shown
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # nothing written back
+    assert not (tmp_path / "must stay empty").exists()  # records went to a temporary folder
+    assert course.main([str(folder / "01_good.ipynb"), "--check-only"]) == 0
+
+
+def test_claims_are_asserted_where_the_profile_supports_them_and_shown_unchecked_elsewhere(capsys):
+    from pruning_utils import get_profile
+
+    check = course.claim_checker(get_profile("quick"))
+    assert check(2 > 1, "two beats one") is True
+    with pytest.raises(AssertionError, match="one beats two"):
+        check(1 > 2, "one beats two")
+    smoke = course.claim_checker("smoke")
+    assert smoke(1 > 2, "one beats two") is False  # not raised: toy sizes check execution only
+    assert "[not checked on the smoke profile] one beats two" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="claim must say"):
+        check(True, " ")
 
 
 # --- every file is written atomically, through unique temp files ----------------------------------

@@ -118,7 +118,7 @@ def test_device_loaders_hold_the_same_split_and_pixels_as_the_dataloaders(cifar_
     torch_path = PROFILES["paper"].replace(num_workers=0)
     device_path = PROFILES["smoke"]
     a = get_loaders(torch_path, root=cifar_root, batch_size=16, download=False)
-    b = get_loaders(device_path, root=cifar_root, batch_size=16, download=False)
+    b = get_loaders(device_path, dataset="cifar10", root=cifar_root, batch_size=16, download=False)
     assert [len(l.dataset) for l in a] == [len(l.dataset) for l in b] == [180, 20, 30]
     for split in ("val", "test"):  # not augmented: identical batches
         xa, ya = map(torch.cat, zip(*getattr(a, split)))
@@ -174,3 +174,41 @@ def test_auto_precision_is_fp32_off_the_gpu_and_the_choices_are_checked():
         get_profile("quick").replace(loader="gpu")
     with pytest.raises(TypeError, match="channels_last must be True or False"):
         get_profile("quick").replace(channels_last=1)
+
+
+# ---- the smoke profile's generated CIFAR-10-format data ---------------------------------------------
+
+
+def test_smoke_data_is_written_on_first_use_in_cifar10s_format_and_its_own_folder(tmp_path):
+    import pickle
+
+    from pruning_utils.data import write_smoke_cifar10
+
+    loaders = get_loaders("smoke", root=tmp_path, download=False)  # nothing there: generated, not downloaded
+    folder = tmp_path / "cifar-10-smoke-batches-py"
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"])
+    assert not (tmp_path / "cifar-10-batches-py").exists()  # never where real CIFAR-10 lives
+    assert [p.name for p in tmp_path.iterdir()] == ["cifar-10-smoke-batches-py"]  # no temp folder left
+    with open(folder / "data_batch_1", "rb") as fh:  # the real format: pickled dicts of uint8 rows
+        batch = pickle.load(fh, encoding="latin1")
+    assert batch["data"].dtype == np.uint8 and batch["data"].shape == (100, 3072) and len(batch["labels"]) == 100
+    assert [len(l.dataset) for l in loaders] == [450, 50, 200]
+    x, y = next(iter(loaders.train))
+    assert x.shape == (64, 3, 32, 32) and x.is_contiguous(memory_format=torch.channels_last)
+    # the classes are learnable from colour: the per-class mean images differ
+    means = torch.stack([loaders.test.images[loaders.test.labels == c].float().mean(0) for c in range(10)])
+    assert torch.cdist(means.flatten(1), means.flatten(1)).fill_diagonal_(1e9).min() > 20
+    again = write_smoke_cifar10(tmp_path / "again")
+    assert all((again / f).read_bytes() == (folder / f).read_bytes() for f in ("data_batch_3", "test_batch"))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(n_train=5), "n_train must be"), (dict(n_test=2.5), "n_test must be"), (dict(seed=-1), "seed must be"),
+])
+def test_smoke_data_refuses_bad_sizes(tmp_path, kwargs, message):
+    from pruning_utils.data import write_smoke_cifar10
+
+    with pytest.raises((TypeError, ValueError), match=message):
+        write_smoke_cifar10(tmp_path / "x", **kwargs)
+    assert not list(tmp_path.iterdir())

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import math
 import signal
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import pytest
@@ -207,6 +209,9 @@ CASES = [
           "batch_size": int_bad(1), "mean": [None, 0.5, (0.5,), (NAN,) * 3], "std": [None, (0.0,) * 3, (-1.0,) * 3],
           "pad": [-1, 1.5, "2"], "shuffle": FLAG_BAD, "flip": FLAG_BAD, "channels_last": FLAG_BAD,
           "generator": [3, "g"], "device": ["gpu0", 3]}),
+    Case("claim_checker", lambda: (pu.claim_checker, dict(profile=TINY)), {"profile": ["nope", 3]}),
+    Case("write_smoke_cifar10", lambda: (pu.write_smoke_cifar10, dict(folder=Path(tempfile.gettempdir()) / "pruning-fuzz-never-written", n_train=10, n_test=10)),
+         {"n_train": int_bad(10) + [9], "n_test": int_bad(10), "seed": int_bad(0), "folder": [None, 3]}),
     Case("finetune_lr", lambda: (pu.finetune_lr, dict(profile=TINY)), {"profile": ["nope", 3, 0.5]}),
     Case("recalibrate_batchnorm", lambda: (pu.recalibrate_batchnorm, dict(model=cnn(), loader=loader())),
          {"model": MODEL_BAD + [nn.Linear(2, 2)], "loader": LOADER_BAD, "batches": int_bad(1)}),
