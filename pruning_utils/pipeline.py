@@ -10,33 +10,51 @@
 Run it from a shell::
 
     python -m pruning_utils.pipeline --profile quick --sparsity 0.9 --epochs 10 --out pruned.pt
+
+or on several GPUs (or CPU processes) with PyTorch's launcher, the same command under ``torchrun``::
+
+    torchrun --nproc-per-node 4 -m pruning_utils.pipeline --profile gpu --sparsity 0.9 --out pruned.pt
+
+Under torchrun (``WORLD_SIZE`` > 1) each process trains a DistributedDataParallel copy of the student
+on its share of every batch (a seeded DistributedSampler, reshuffled each epoch); the global batch and
+the number of steps stay those of one process, so the schedule, the learning rate and the distillation
+are unchanged. The masks are computed on every process from identical weights and checked equal after
+every update (an all-reduce of a checksum); rank 0 prepares the baseline, writes the one checkpoint and
+shows the progress bars and the result; every process evaluates the same model on the whole test set.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import datetime
+import functools
+import inspect
 import math
 import numbers
 import os
 import sys
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
 
 from .checks import check_fraction, check_int, check_numbers, check_positive, check_scope, check_share, check_unit
 from .config import (PROFILES, CheckpointError, Profile, _first_line, cache_dir, get_device, get_profile,
                      load_checkpoint, save_checkpoint, seed_everything)
-from .data import get_loaders, input_shape
+from .data import DeviceLoader, get_loaders, input_shape
 from .distillation import ALPHA_HINT, DistillationFineTuner
 from .gradual import GradualPruner
-from .masks import make_permanent, prunable_layers
+from .masks import _mask_buffer, make_permanent, prunable_layers
 from .masks import sparsity as _sparsity
 from .params import count_parameters
 from .models import build_model
-from .training import build_optimizer, evaluate, train_baseline
+from .training import Callback, build_optimizer, evaluate, train_baseline
 
 __all__ = ["PipelineResult", "create_pruning_pipeline", "default_checkpoint_path", "load_pruned_model", "main"]
 
@@ -120,6 +138,11 @@ def create_pruning_pipeline(profile: str | Profile | None = None, sparsity: floa
 
     Returns a :class:`PipelineResult`; its ``model`` is the pruned network with permanent zeros.
     Every argument is checked before any training starts.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1, or a process group already started) it trains with
+    DistributedDataParallel, one process per GPU (``cuda:LOCAL_RANK``, backend nccl) or on the CPU
+    (gloo); see the module docstring. Every process returns the same model and numbers (its ``history``
+    is that of its own share of the batches); only rank 0 writes ``out``.
     """
     prof = get_profile(profile)
     target = check_fraction(sparsity, "sparsity")
@@ -136,45 +159,279 @@ def create_pruning_pipeline(profile: str | Profile | None = None, sparsity: floa
         raise TypeError(f"progress must be True or False; got {progress!r}")
     out = _check_out(default_checkpoint_path(prof, target) if out is None else out)
     device = get_device(device)  # also: is it on this machine?
+    run = functools.partial(_run, prof, target, epochs, out, temperature=temperature, alpha=alpha, scope=scope,
+                            prune_fraction=prune_fraction, frequency=frequency, lr=lr, seed=seed)
+    if not _distributed_requested():
+        return run(device=device, progress=progress, world=None)
+    device = _rank_device(device, _env_int("LOCAL_RANK", 0))
+    with _process_group(device) as world:
+        return run(device=device, progress=progress and world.rank == 0, world=world)
 
+
+def _run(prof: Profile, target: float, epochs: int, out: Path, *, temperature: float, alpha: float, scope: str,
+         prune_fraction: float, frequency: int | None, lr: float | None, seed: int, device: torch.device,
+         progress: bool, world: _World | None) -> PipelineResult:
+    """:func:`create_pruning_pipeline` on checked arguments, in one process (``world=None``) or as one rank."""
     loaders = get_loaders(prof)
-    baseline = train_baseline(prof, device=device, progress=progress)
+    if world is None:
+        baseline = train_baseline(prof, device=device, progress=progress)
+    else:  # rank 0 trains (or loads) it, then the others load the cached copy
+        if world.rank == 0:
+            baseline = train_baseline(prof, device=device, progress=progress)
+        dist.barrier(group=world.group)
+        if world.rank != 0:
+            baseline = train_baseline(prof, device=device, progress=False)
     teacher = baseline.model.to(device)
     student = copy.deepcopy(teacher).requires_grad_(True)
     dense_accuracy = evaluate(teacher, loaders.test, device=device)["accuracy"]
 
-    total_steps = epochs * len(loaders.train)
+    train_loader = loaders.train if world is None else _shard(loaders.train, world, seed)
+    total_steps = epochs * len(train_loader)
     end_step = max(1, round(prune_fraction * total_steps))
     frequency = frequency or max(1, round(end_step / 20))
     pruner = GradualPruner(student, 0.0, target, begin_step=0, end_step=end_step, frequency=frequency, scope=scope)
-    distiller = DistillationFineTuner(student, teacher, temperature=temperature, alpha=alpha, device=device)
+    trained, callbacks = student, [pruner]
+    if world is not None:
+        trained = _wrap(student, pruner, prof, device)
+        callbacks = [_SetEpoch(train_loader.sampler), pruner, _SameMasks(pruner, world)]
+    distiller = DistillationFineTuner(trained, teacher, temperature=temperature, alpha=alpha, device=device)
 
     seed_everything(seed, loaders=loaders.train)  # the loader's generator too: the order of the batches
-    optimizer = build_optimizer(student, prof, lr=lr)
+    optimizer = build_optimizer(trained, prof, lr=lr)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-    history = distiller.fit(loaders.train, epochs, optimizer=optimizer, scheduler=scheduler, profile=prof,
-                            val_loader=loaders.val, callbacks=[pruner], progress=progress, desc=f"prune to {target:.0%}")
+    history = distiller.fit(train_loader, epochs, optimizer=optimizer, scheduler=scheduler, profile=prof,
+                            val_loader=loaders.val, callbacks=callbacks, progress=progress, desc=f"prune to {target:.0%}")
     if not pruner.done:  # cannot happen with end_step <= total_steps; a guard for future edits
         raise RuntimeError(f"the schedule ended before end_step={end_step}")
+    if world is not None:
+        _broadcast_batchnorm(student)  # rank 0's running statistics: from here on, one model on every rank
+        _check_same(world, student.state_dict().values(), "the trained student (weights, masks, statistics)")
 
     make_permanent(student)
     pruned_accuracy = evaluate(student, loaders.test, device=device)["accuracy"]
     reached = _prunable_sparsity(student)
     counts = count_parameters(student)
     total, nonzero = counts["total_params"], counts["non_zero_params"]
-    save_checkpoint(
-        _checkpoint(student, prof, target_sparsity=target, sparsity=reached, test_accuracy=pruned_accuracy,
-                    dense_accuracy=dense_accuracy, epochs=epochs, temperature=distiller.temperature,
-                    alpha=distiller.alpha, seed=seed),
-        out,
-    )
+    if world is None or world.rank == 0:
+        save_checkpoint(
+            _checkpoint(student, prof, target_sparsity=target, sparsity=reached, test_accuracy=pruned_accuracy,
+                        dense_accuracy=dense_accuracy, epochs=epochs, temperature=distiller.temperature,
+                        alpha=distiller.alpha, seed=seed),
+            out,
+        )
+    checkpoint_bytes = out.stat().st_size if world is None else _size_from_rank0(out, world)
     return PipelineResult(
         profile=prof.name, target_sparsity=target, sparsity=reached, dense_accuracy=dense_accuracy,
         pruned_accuracy=pruned_accuracy, epochs=epochs, total_params=total, nonzero_params=nonzero,
         dense_size_mb=total * 4 / 2**20, sparse_size_mb=nonzero * 4 / 2**20, checkpoint=out,
-        checkpoint_mb=out.stat().st_size / 2**20, temperature=distiller.temperature, alpha=distiller.alpha,
+        checkpoint_mb=checkpoint_bytes / 2**20, temperature=distiller.temperature, alpha=distiller.alpha,
         history=history, sparsity_history=pruner.history, model=student,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Many processes: torchrun, DistributedDataParallel
+# ---------------------------------------------------------------------------------------------
+
+# How long the other ranks wait for rank 0 to train a baseline that is not cached yet (the paper
+# profile's takes hours on one GPU); torchrun stops every process as soon as one of them fails.
+_BASELINE_WAIT = datetime.timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class _World:
+    """This process's place in a torchrun job; ``group`` (gloo, CPU tensors) carries the pipeline's own
+    small collectives: the wait for the baseline, the checksums, the checkpoint's size."""
+
+    rank: int
+    size: int
+    group: object
+
+
+def _env_int(name: str, default: int) -> int:
+    """The integer torchrun put in the environment variable ``name`` (``default`` when it is unset)."""
+    raw = os.environ.get(name, "")
+    if not raw.strip():
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"environment variable {name} must be an integer (torchrun sets it); got {raw!r}") from None
+
+
+def _distributed_requested() -> bool:
+    """True under torchrun with more than one process (or in an already started process group of > 1)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size() > 1
+    size = _env_int("WORLD_SIZE", 1)
+    if size > 1 and not dist.is_available():
+        raise ValueError(f"WORLD_SIZE={size} asks for torch.distributed, which this build of torch lacks")
+    return size > 1
+
+
+def _rank_device(device: torch.device, local_rank: int) -> torch.device:
+    """The device of the process with ``local_rank``: ``cuda:LOCAL_RANK`` (one GPU per process), or the CPU."""
+    if device.type == "cpu":
+        return device
+    if device.type != "cuda":
+        raise ValueError(f"under torchrun the pipeline trains on cuda (one GPU per process) or cpu; got device "
+                         f"{str(device)!r} (pass --device cpu)")
+    if device.index is not None:
+        raise ValueError(f"under torchrun each process uses the GPU cuda:LOCAL_RANK; pass device 'cuda', not "
+                         f"{str(device)!r} (choose GPUs with CUDA_VISIBLE_DEVICES)")
+    count = torch.cuda.device_count()
+    if not 0 <= local_rank < count:
+        raise ValueError(f"LOCAL_RANK={local_rank} has no GPU: this machine has {count}; start at most {count} "
+                         f"processes per machine (torchrun --nproc-per-node {count})")
+    return torch.device("cuda", local_rank)
+
+
+@contextmanager
+def _process_group(device: torch.device):
+    """Join torchrun's process group (nccl on CUDA, gloo on the CPU) unless one is already running, and
+    leave it at the end, on error too. Yields this process's :class:`_World`."""
+    own = not dist.is_initialized()
+    if own:
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+            bind = {"device_id": device} if _accepts(dist.init_process_group, "device_id") else {}  # torch >= 2.3
+            dist.init_process_group("nccl", **bind)
+        else:
+            dist.init_process_group("gloo")
+    group = None
+    try:
+        group = dist.new_group(backend="gloo", timeout=_BASELINE_WAIT)
+        yield _World(dist.get_rank(), dist.get_world_size(), group)
+    finally:
+        if own:
+            dist.destroy_process_group()
+        elif group is not None:
+            dist.destroy_process_group(group)
+
+
+class _DeviceShard:
+    """This rank's share of a :class:`~pruning_utils.data.DeviceLoader`: the images ``sampler`` picks,
+    in batches of ``batch_size``, cropped, flipped and normalised on the device by the loader itself."""
+
+    def __init__(self, loader: DeviceLoader, sampler: DistributedSampler, batch_size: int):
+        self.loader, self.sampler, self.batch_size = loader, sampler, batch_size
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.sampler) / self.batch_size)
+
+    def __iter__(self):
+        order = torch.tensor(list(self.sampler), dtype=torch.long)
+        for start in range(0, len(order), self.batch_size):
+            index = order[start:start + self.batch_size]
+            yield self.loader._batch(index), self.loader.labels[index.to(self.loader.device)]
+
+
+def _shard(loader, world: _World, seed: int):
+    """``loader``'s training data split across the ranks by a DistributedSampler (seeded with ``seed``;
+    :class:`_SetEpoch` reshuffles it every epoch), in batches of ``ceil(batch_size / world size)``: the
+    batches of all ranks together are as large as one process's, so the steps and the schedule stay the
+    same. (The sampler repeats up to ``size - 1`` images so that every rank gets as many.)"""
+    sampler = DistributedSampler(loader.dataset, num_replicas=world.size, rank=world.rank, shuffle=True, seed=seed)
+    batch_size = math.ceil(loader.batch_size / world.size)
+    if isinstance(loader, DeviceLoader):
+        return _DeviceShard(loader, sampler, batch_size)
+    return DataLoader(loader.dataset, batch_size=batch_size, sampler=sampler, num_workers=loader.num_workers,
+                      worker_init_fn=loader.worker_init_fn, persistent_workers=loader.persistent_workers,
+                      pin_memory=loader.pin_memory, generator=torch.Generator().manual_seed(seed))
+
+
+class _SetEpoch(Callback):
+    """``sampler.set_epoch(epoch)`` before every epoch: a new order each epoch, the same on every rank."""
+
+    def __init__(self, sampler: DistributedSampler):
+        self.sampler = sampler
+
+    def on_train_begin(self, state) -> None:
+        self.sampler.set_epoch(state.epoch)
+
+    def on_epoch_end(self, state) -> None:
+        self.sampler.set_epoch(state.epoch + 1)
+
+
+def _wrap(student: nn.Module, pruner: GradualPruner, prof: Profile, device: torch.device) -> DistributedDataParallel:
+    """``student`` in DistributedDataParallel, its masks in place first (the schedule's step 0, which the
+    pruner would apply when training begins) so that DDP sees the model it will train."""
+    pruner.step(0)
+    if prof.channels_last:  # what train() would do, before DDP registers the parameters
+        student.to(memory_format=torch.channels_last)
+    # No buffer broadcast before every forward: masks are identical by construction (checked by
+    # _SameMasks), and batch norm keeps each rank's statistics until _broadcast_batchnorm hands rank 0's
+    # to all at the end. (torch 2.14 renamed broadcast_buffers to forward_sync_buffers.)
+    name = "forward_sync_buffers" if _accepts(DistributedDataParallel, "forward_sync_buffers") else "broadcast_buffers"
+    return DistributedDataParallel(student.to(device), device_ids=[device.index] if device.type == "cuda" else None,
+                                   **{name: False})
+
+
+def _accepts(fn, name: str) -> bool:
+    """True when ``fn`` (a function or a class) takes the keyword argument ``name`` in this torch."""
+    return name in inspect.signature(fn).parameters
+
+
+_SAME_SIZE_INT = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def _checksum(tensors) -> torch.Tensor:
+    """An int64 checksum of the bits of ``tensors`` (position-weighted, so a moved value changes it too;
+    int64 arithmetic wraps around, the same way on every rank)."""
+    total = torch.zeros((), dtype=torch.int64)
+    for i, tensor in enumerate(tensors, start=1):
+        flat = tensor.detach().contiguous().reshape(-1)
+        bits = flat.view(_SAME_SIZE_INT[flat.element_size()]) if flat.element_size() in _SAME_SIZE_INT else (
+            flat.view(torch.uint8))
+        bits = bits.to(torch.int64)
+        weights = torch.arange(1, bits.numel() + 1, dtype=torch.int64, device=bits.device)
+        total = total * 1_000_003 + i + int((bits * weights).sum())
+    return total
+
+
+def _check_same(world: _World, tensors, what: str) -> None:
+    """RuntimeError unless ``tensors`` are bit for bit the same on every rank (all-reduce of a checksum)."""
+    mine = _checksum(list(tensors))
+    both = torch.stack([mine, -mine])
+    dist.all_reduce(both, op=dist.ReduceOp.MAX, group=world.group)  # the largest and the smallest checksum
+    if int(both[0]) != -int(both[1]):
+        raise RuntimeError(f"{what} differ between the {world.size} processes (rank {world.rank}'s checksum is "
+                           f"{int(mine)}, others reach {int(both[0])} or {-int(both[1])})")
+
+
+class _SameMasks(Callback):
+    """After every mask update of ``pruner``: the masks must be the same on every rank, else RuntimeError."""
+
+    def __init__(self, pruner: GradualPruner, world: _World):
+        self.pruner, self.world, self.checked = pruner, world, None
+
+    def on_train_begin(self, state) -> None:
+        self._check()
+
+    def on_step_end(self, state) -> None:
+        if self.pruner.last_pruned_step != self.checked:
+            self._check()
+
+    def _check(self) -> None:
+        self.checked = self.pruner.last_pruned_step
+        masks = [_mask_buffer(module) for _, module in self.pruner.layers]
+        _check_same(self.world, [m for m in masks if m is not None], f"the masks of step {self.checked}")
+
+
+@torch.no_grad()
+def _broadcast_batchnorm(model: nn.Module) -> None:
+    """Give every rank rank 0's batch-norm running statistics (DDP synchronises gradients, not buffers)."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            for buffer in module.buffers(recurse=False):
+                dist.broadcast(buffer, src=0)
+
+
+def _size_from_rank0(out: Path, world: _World) -> int:
+    """The size of the checkpoint rank 0 wrote; the other ranks wait here until it is written."""
+    size = torch.tensor([out.stat().st_size if world.rank == 0 else 0], dtype=torch.int64)
+    dist.broadcast(size, src=0, group=world.group)
+    return int(size)
 
 
 def _check_out(out) -> Path:
@@ -317,9 +574,11 @@ def main(argv: list[str] | None = None) -> int:
                                          temperature=args.temperature, alpha=args.alpha, scope=args.scope,
                                          lr=args.lr, seed=args.seed, device=args.device,
                                          progress=not args.no_progress)
+        rank = _env_int("RANK", 0)  # under torchrun: rank 0 prints, the others have the same result
     except (TypeError, ValueError, OSError) as exc:  # CheckpointError is a ValueError
         parser.error(" ".join(str(exc).split()))  # one line; exits with status 2 after the usage line
-    print(result)
+    if rank == 0:
+        print(result)
     return 0
 
 
