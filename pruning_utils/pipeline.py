@@ -172,15 +172,17 @@ def _run(prof: Profile, target: float, epochs: int, out: Path, *, temperature: f
          prune_fraction: float, frequency: int | None, lr: float | None, seed: int, device: torch.device,
          progress: bool, world: _World | None) -> PipelineResult:
     """:func:`create_pruning_pipeline` on checked arguments, in one process (``world=None``) or as one rank."""
-    loaders = get_loaders(prof)
     if world is None:
+        loaders = get_loaders(prof)
         baseline = train_baseline(prof, device=device, progress=progress)
-    else:  # rank 0 trains (or loads) it, then the others load the cached copy
+    else:  # rank 0 first: it may download the data and train the baseline; the others then read its files
         if world.rank == 0:
+            loaders = get_loaders(prof)
             baseline = train_baseline(prof, device=device, progress=progress)
         dist.barrier(group=world.group)
         if world.rank != 0:
-            baseline = train_baseline(prof, device=device, progress=False)
+            loaders = get_loaders(prof)
+            baseline = train_baseline(prof, device=device, progress=progress)
     teacher = baseline.model.to(device)
     student = copy.deepcopy(teacher).requires_grad_(True)
     dense_accuracy = evaluate(teacher, loaders.test, device=device)["accuracy"]
@@ -233,8 +235,8 @@ def _run(prof: Profile, target: float, epochs: int, out: Path, *, temperature: f
 # Many processes: torchrun, DistributedDataParallel
 # ---------------------------------------------------------------------------------------------
 
-# How long the other ranks wait for rank 0 to train a baseline that is not cached yet (the paper
-# profile's takes hours on one GPU); torchrun stops every process as soon as one of them fails.
+# How long the other ranks wait for rank 0 to download the data and train a baseline that is not cached
+# yet (the paper profile's takes hours on one GPU); torchrun stops every process as soon as one fails.
 _BASELINE_WAIT = datetime.timedelta(hours=24)
 
 
