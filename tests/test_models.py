@@ -62,3 +62,16 @@ def test_build_model_by_name():
     assert isinstance(build_model("mlp", in_features=64), MLP)
     with pytest.raises(ValueError, match=r"name \(the model\) must be one of 'cifar_resnet', 'mlp', 'small_cnn'; got 'vgg'"):
         build_model("vgg")
+
+
+def test_cifar_resnet_declares_the_cifar_input_size_that_flops_and_latency_default_to():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from pruning_utils import analyze_pruned_model
+
+    model = cifar_resnet(20).eval()
+    assert model.input_shape == (3, 32, 32)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():  # torch's own count at 32 x 32
+        model(torch.zeros(1, 3, 32, 32))
+    report = analyze_pruned_model(model, latency=False)  # no input size given
+    assert report["dense_flops"] == counter.get_total_flops()  # ~81 MFLOPs, not the 224 x 224 figure
