@@ -65,13 +65,16 @@ class SimplePruner:
         Calling it twice compounds like torch's ``PruningContainer``: 0.5 then 0.5 leaves 25%.
         """
         rate = self.pruning_rate if pruning_rate is None else check_fraction(pruning_rate, "pruning_rate")
-        masks = [(module, magnitude_mask(module, rate)) for _, module in self.layers]
-        for module, mask in masks:  # computed for every layer first, then applied: all or nothing
+        return self._apply([magnitude_mask(module, rate) for _, module in self.layers])
+
+    def _apply(self, masks: list, notes: dict | None = None) -> dict[str, float]:
+        """Apply one mask per layer (all computed first: all or nothing); print and return the sparsities."""
+        for (_, module), mask in zip(self.layers, masks):
             apply_mask(module, mask)
         table = layer_sparsities(self.model, self.layers)
         if self.verbose:
             for name, s in table.items():
-                print(f"pruned {name:<24} {s:7.2%} sparse")
+                print(f"pruned {name:<24} {s:7.2%} sparse" + (f" ({notes[name]})" if notes else ""))
         return table
 
     def apply_std_threshold(self, quality) -> dict[str, float]:
@@ -100,14 +103,8 @@ class SimplePruner:
             live = get_mask(module)
             alive = w.reshape(-1) if live is None else w[live.bool()]
             std = float(alive.std()) if alive.numel() > 1 else 0.0
-            masks.append((module, w.abs() > qs[name] * std))
-        for module, mask in masks:  # computed for every layer first, then applied: all or nothing
-            apply_mask(module, mask)
-        table = layer_sparsities(self.model, self.layers)
-        if self.verbose:
-            for name, s in table.items():
-                print(f"pruned {name:<24} {s:7.2%} sparse (q = {qs[name]:g})")
-        return table
+            masks.append(w.abs() > qs[name] * std)
+        return self._apply(masks, {name: f"q = {q:g}" for name, q in qs.items()})
 
     @staticmethod
     def get_sparsity(module: nn.Module) -> float:

@@ -106,7 +106,7 @@ def test_digits_splits_do_not_overlap():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"dataset": "imagenet"}, r"dataset must be one of \['digits', 'cifar10', 'fashion_mnist'\]; got 'imagenet'"),
+        ({"dataset": "imagenet"}, r"dataset must be one of \['digits', 'cifar10', 'cifar10_smoke', 'fashion_mnist'\]; got 'imagenet'"),
         ({"batch_size": 0}, "batch_size must be an int >= 1"),
         ({"val_fraction": 0.9}, "val_fraction"),
     ],

@@ -138,8 +138,10 @@ def test_baseline_is_trained_once_then_loaded_from_cache():
     assert all(torch.equal(a[k].cpu(), b[k].cpu()) for k in a)
     assert second.test_accuracy == first.test_accuracy
     assert second.history == first.history
-    # another profile gets another checkpoint
+    # another profile gets another checkpoint; what only the notebooks read does not retrain it
     assert baseline_path(TINY.replace(epochs=4)) != baseline_path(TINY)
+    assert baseline_path(TINY.replace(precision="bf16")) != baseline_path(TINY)
+    assert baseline_path(TINY.replace(budgets={"seeds": 7}, check_claims=False)) == baseline_path(TINY)
 
 
 def test_damaged_baseline_checkpoint_gives_a_clear_error():
