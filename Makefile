@@ -25,11 +25,14 @@ $(STAMP): pyproject.toml constraints.txt
 lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-# Unit tests, then every notebook under nbval (checked cells compared, the rest must run cleanly),
+# Unit tests, then every notebook under nbval (checked cells compared, the rest must run cleanly; two
+# notebooks at a time, one torch thread each), then every notebook on the smoke profile (make smoke),
 # then notebook 00 run in JupyterLab in a headless browser (make e2e).
 test: $(STAMP)
 	$(BIN)/python -m pytest tests -q -m "not e2e"
-	$(BIN)/python -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=$(CELL_TIMEOUT) -p no:cacheprovider notebooks -q
+	$(BIN)/python -m pytest -n 2 --dist loadfile --nbval-lax --nbval-current-env --nbval-cell-timeout=$(CELL_TIMEOUT) \
+	  -p no:cacheprovider notebooks -q
+	$(MAKE) --no-print-directory smoke
 	$(MAKE) --no-print-directory e2e
 
 unit: $(STAMP)
