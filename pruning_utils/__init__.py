@@ -82,6 +82,9 @@ from .metrics import analysis_table, analyze_pruned_model, format_analysis
 from .stats import Interval, PairedResult, accuracy_interval, paired_seed_test, paired_test, seed_interval, verdict
 from .distillation import DistillationFineTuner, distillation_loss, soft_targets
 from .gradual import GradualPruner, cubic_sparsity, pruning_steps
+from .robustness import (CORRUPTIONS, compare_per_class, corrupted_accuracy, expected_calibration_error, gaussian_blur,
+                         gaussian_noise, model_calibration, per_class_accuracy, pixel_shift, reduce_contrast,
+                         reliability_diagram_data)
 
 # pipeline.py and course.py are also scripts (python -m pruning_utils.pipeline / .course); importing them
 # on first use keeps runpy from finding them already imported (and warning) when they run as __main__.
@@ -91,6 +94,17 @@ _LAZY = {
 }
 
 __all__ = [
+    "compare_per_class",
+    "CORRUPTIONS",
+    "corrupted_accuracy",
+    "expected_calibration_error",
+    "gaussian_blur",
+    "gaussian_noise",
+    "model_calibration",
+    "per_class_accuracy",
+    "pixel_shift",
+    "reduce_contrast",
+    "reliability_diagram_data",
     "accuracy_interval",
     "analysis_table",
     "analyze_pruned_model",
