@@ -108,6 +108,8 @@ def per_class_accuracy(model: nn.Module, loader, num_classes: int | None = None,
     ``n = 0`` and ``accuracy = None``. Intervals are Wilson intervals (:func:`stats.accuracy_interval`).
     """
     check_module(model)
+    if num_classes is not None:
+        num_classes = check_int(num_classes, "num_classes", 1)  # before the pass; its range after it
     confidence = _check_confidence(confidence)
     logits, targets, correct = _predictions(model, loader, device)
     num_classes = _num_classes(num_classes, logits.shape[1], targets)

@@ -174,6 +174,18 @@ def test_corrupted_accuracy_against_a_manual_loop():
     assert again == result
 
 
+def test_corrupted_accuracy_by_name_and_each_severity_on_its_own():
+    model, (x, y) = _model(), _data()
+    loader = _loader(x, y)
+    shifted = pu.corrupted_accuracy(model, loader, "shift", [2])
+    assert shifted[2].estimate == int(_brute_correct(model, pu.pixel_shift(x, 2), y).sum()) / len(y)
+    blurred = pu.corrupted_accuracy(model, loader, "blur", [1.5])
+    assert blurred[1.5].estimate == int(_brute_correct(model, pu.gaussian_blur(x, 1.5), y).sum()) / len(y)
+    both = pu.corrupted_accuracy(model, loader, "gaussian_noise", [0.5, 2.0], seed=1)
+    alone = pu.corrupted_accuracy(model, loader, "gaussian_noise", [2.0], seed=1)
+    assert alone[2.0] == both[2.0]  # each severity starts from its own seeded generator
+
+
 def test_corrupted_accuracy_takes_a_callable_corruption():
     model, (x, y) = _model(), _data()
     result = pu.corrupted_accuracy(model, _loader(x, y), lambda xb, s, g: xb * 0 + s, [0.0, 2.0])
