@@ -34,14 +34,16 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .checks import check_flag, check_fraction, check_int, check_module, check_scope
+from .checks import check_flag, check_fraction, check_int, check_module, check_scope, check_tensor
 
 __all__ = [
     "PRUNABLE_TYPES",
     "MaskSerializationError",
     "WeightMask",
     "apply_mask",
+    "apply_nm_sparsity",
     "check_layers",
+    "check_nm_pattern",
     "enforce_masks",
     "get_mask",
     "is_masked",
@@ -50,7 +52,9 @@ __all__ = [
     "magnitude_prune",
     "magnitude_scores",
     "make_permanent",
+    "nm_mask",
     "prunable_layers",
+    "semi_structured_bytes",
     "smallest_k",
     "sparsity",
 ]
@@ -629,3 +633,194 @@ def load_weights_keep_masks(model: nn.Module, state_dict: dict) -> None:
             raise TypeError(f"state_dict[{key!r}] has dtype {value.dtype}, the model's is {target.dtype}")
     for key, value in state_dict.items():
         own[key].copy_(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# N:M semi-structured sparsity (2:4 and friends), through the same masks
+# ---------------------------------------------------------------------------------------------
+
+
+def _check_nm(n, m) -> tuple[int, int]:
+    n, m = check_int(n, "n", 1), check_int(m, "m", 1)
+    if n > m:
+        raise ValueError(f"n must be <= m (n kept of every m weights, 0 < n <= m); got n={n}, m={m}")
+    return n, m
+
+
+def _nm_groups(tensor: torch.Tensor, m: int, what: str) -> torch.Tensor:
+    """``tensor`` as ``(rows, groups, m)``: groups of ``m`` consecutive entries along the input dimension.
+
+    The input dimension is everything after dim 0: a Linear's ``in_features``, a Conv's flattened
+    ``in_channels * kh * kw`` per output channel (what torch's semi-structured kernels see after
+    reshaping the weight to 2-D).
+    """
+    if tensor.dim() < 2:
+        raise ValueError(f"{what} must have an output and an input dimension (2-D or more); got shape {tuple(tensor.shape)}")
+    if tensor.numel() == 0:
+        raise ValueError(f"{what} is empty (shape {tuple(tensor.shape)})")
+    cols = tensor[0].numel()
+    if cols % m:
+        raise ValueError(f"{what} has shape {tuple(tensor.shape)}: its input dimension {cols} (everything after dim 0) "
+                         f"is not a multiple of m={m}, so it cannot be split into groups of {m}")
+    return tensor.reshape(tensor.shape[0], cols // m, m)
+
+
+def _check_scores(scores, shape, what: str) -> torch.Tensor:
+    check_tensor(scores, what)
+    if scores.is_complex() or scores.dtype == torch.bool:
+        raise TypeError(f"{what} must hold real numbers (float or int); got dtype {scores.dtype}")
+    if shape is not None and tuple(scores.shape) != tuple(shape):
+        raise ValueError(f"{what} has shape {tuple(scores.shape)}, the weight's is {tuple(shape)}")
+    if scores.is_floating_point() and bool(torch.isnan(scores).any()):
+        raise ValueError(f"{what} holds NaN values, which have no rank")
+    return scores.detach()
+
+
+def _nm_keep(scores: torch.Tensor, n: int, m: int, live: torch.Tensor | None, what: str) -> torch.Tensor:
+    """Bool keep-mask: in every group of ``m``, the ``n`` entries first by (live, score, lowest index)."""
+    groups = _nm_groups(scores, m, what)
+    # lexicographic order by stable sorts: the last sort is the primary key; equal scores keep index order
+    order = torch.argsort(groups, dim=-1, descending=True, stable=True)
+    if live is not None:
+        alive = torch.gather(live.reshape(groups.shape).to(torch.int8), -1, order)
+        order = torch.gather(order, -1, torch.argsort(alive, dim=-1, descending=True, stable=True))
+    keep = torch.zeros(groups.shape, dtype=torch.bool, device=scores.device)
+    keep.scatter_(-1, order[..., :n], True)
+    return keep.view(scores.shape)
+
+
+@torch.no_grad()
+def nm_mask(weight_or_scores, n: int = 2, m: int = 4) -> torch.Tensor:
+    """Bool keep-mask keeping the ``n`` largest of every ``m`` consecutive entries along the input dimension.
+
+    ``weight_or_scores``: a prunable layer (ranked by :func:`magnitude_scores`, |w| with already-masked
+    entries lowest) or a tensor of scores of the weight's shape (ranked by value, largest kept: pass
+    ``weight.abs()`` to rank a raw weight by magnitude). Groups run along the input dimension: a
+    Linear's dim 1, a Conv's flattened ``in_channels * kh * kw`` per output channel. Ties are broken by
+    position: the lowest index is kept first. The mask is a fresh tensor (a value); nothing is applied.
+    """
+    n, m = _check_nm(n, m)
+    if isinstance(weight_or_scores, nn.Module):
+        _check_prunable(weight_or_scores, "weight_or_scores")
+        scores, what = magnitude_scores(weight_or_scores), f"weight_or_scores ({type(weight_or_scores).__name__}) weight"
+    else:
+        scores, what = _check_scores(weight_or_scores, None, "weight_or_scores"), "weight_or_scores"
+    return _nm_keep(scores, n, m, None, what)
+
+
+@torch.no_grad()
+def apply_nm_sparsity(model_or_layers, n: int = 2, m: int = 4, *, score=None, include=None,
+                      exclude=None) -> dict[str, float]:
+    """Mask every prunable layer to the N:M pattern (``n`` kept of every ``m`` along the input dimension).
+
+    ``model_or_layers``: a model (its :func:`prunable_layers` with ``include``/``exclude``) or a list of
+    ``(name, module)`` pairs. ``score``: None for magnitude, or a callable ``(name, module) -> tensor`` of
+    the weight's shape (larger is kept). On a layer that already has a mask, the weights it prunes rank
+    below every live weight, whatever their score, and the new mask multiplies the old one: the result
+    keeps at most ``n`` of every ``m`` (fewer where a group had fewer than ``n`` live weights) and never
+    revives a pruned weight. Every mask is computed before any is applied (all or nothing); a layer whose
+    input dimension is not a multiple of ``m`` is refused, naming it. Returns ``{layer: sparsity}``.
+    """
+    n, m = _check_nm(n, m)
+    if score is not None and not callable(score):
+        raise TypeError(f"score must be None (magnitude) or a callable (name, module) -> tensor; got {type(score).__name__}")
+    if isinstance(model_or_layers, nn.Module):
+        layers = prunable_layers(model_or_layers, include, exclude)
+    else:
+        if include is not None or exclude is not None:
+            raise TypeError("include/exclude select layers of a model; with a list of layers, pass only the layers wanted")
+        layers = check_layers(model_or_layers)
+    planned = []
+    for name, module in layers:
+        weight = module.weight
+        if score is None:
+            scores = magnitude_scores(module)
+        else:
+            scores = _check_scores(score(name, module), weight.shape, f"score({name!r}, module)")
+        cols = weight[0].numel() if weight.dim() >= 2 and weight.shape[0] else 0
+        if weight.dim() < 2 or cols % m:
+            raise ValueError(f"layer {name!r} ({type(module).__name__}, weight shape {tuple(weight.shape)}) has an input "
+                             f"dimension of {cols}, not a multiple of m={m}: leave it dense with exclude=[{name!r}]")
+        live = _mask_buffer(module)
+        planned.append((module, _nm_keep(scores.to(weight.device), n, m, None if live is None else live != 0,
+                                         f"layer {name!r} weight")))
+    for module, keep in planned:  # every mask computed first, then applied: all or nothing
+        apply_mask(module, keep)
+    return {name: _zero_count(module)[0] / module.weight.numel() for name, module in layers}
+
+
+@torch.no_grad()
+def check_nm_pattern(model_or_module, n: int = 2, m: int = 4, *, include=None, exclude=None) -> dict:
+    """Exact check of the N:M pattern on the *effective* weights (what the forward pass uses).
+
+    A group of ``m`` consecutive weights along the input dimension conforms when at most ``n`` of its
+    weights are non-zero (a NaN counts as non-zero). Returns a dict::
+
+        {"conforms": bool,            # every group of every checked layer conforms
+         "sparsity": float,           # fraction of the checked weights that are zero
+         "conforming": float,         # fraction of all groups that conform
+         "layers": {name: {"conforms": bool, "sparsity": float, "groups": int, "conforming": float}}}
+
+    ``model_or_module``: a model, or one layer (reported under its type name). ``include``/``exclude``
+    as in :func:`prunable_layers`; a layer whose input dimension is not a multiple of ``m`` is refused,
+    naming it (exclude it).
+    """
+    n, m = _check_nm(n, m)
+    check_module(model_or_module, "model_or_module")
+    layers = prunable_layers(model_or_module, include, exclude, allow_shared=True)
+    report, zeros, total, good, groups = {}, 0, 0, 0, 0
+    for name, module in layers:
+        w = module.weight.detach()
+        label = name or type(module).__name__
+        try:
+            grouped = _nm_groups(w, m, f"layer {label!r} weight")
+        except ValueError as exc:
+            raise ValueError(f"{exc}: leave it out with exclude=[{name!r}]" if name else str(exc)) from None
+        ok = (grouped != 0).sum(-1) <= n
+        z, g, k = int((w == 0).sum()), ok.numel(), int(ok.sum())
+        report[label] = {"conforms": k == g, "sparsity": z / w.numel(), "groups": g, "conforming": k / g}
+        zeros, total, good, groups = zeros + z, total + w.numel(), good + k, groups + g
+    return {"conforms": good == groups, "sparsity": zeros / total, "conforming": good / groups, "layers": report}
+
+
+# torch's CUTLASS packing (torch/sparse/_semi_structured_conversions.py, sparse_semi_structured_from_dense_cutlass):
+# 2:4 for fp16/bf16/int8 (1:2 for fp32); a 4-bit code per group (two 2-bit indices) packed into metadata words;
+# the weight shapes torch.sparse.to_sparse_semi_structured accepts (SparseSemiStructuredTensorCUTLASS).
+_SEMI_STRUCTURED = {  # dtype: (kept of every, group, metadata word bytes, min rows, min cols)
+    torch.float16: (2, 4, 2, 32, 64),
+    torch.bfloat16: (2, 4, 2, 32, 64),
+    torch.int8: (2, 4, 4, 16, 128),
+    torch.float32: (1, 2, 2, 32, 32),
+}
+
+
+def semi_structured_bytes(n_rows: int, n_cols: int, dtype: torch.dtype = torch.float16) -> dict[str, float]:
+    """Exact bytes of a ``n_rows x n_cols`` weight in the compressed 2:4 form vs dense.
+
+    The compressed form keeps half the values (2 of every 4; fp32 keeps 1 of every 2) plus metadata:
+    for each group a 4-bit code, the two 2-bit positions of its kept values, so 2 bits per kept value
+    for fp16/bf16/int8 (4 bits per kept fp32 value, whose groups are 1:2), as NVIDIA's Ampere sparse
+    tensor cores read it. These are the sizes torch's own packing allocates
+    (``torch.sparse._semi_structured_conversions.sparse_semi_structured_from_dense_cutlass``, the CUTLASS
+    backend of ``torch.sparse.to_sparse_semi_structured``; e.g. its docstring's 128x128 fp16 example
+    gives values of shape (128, 64) and int16 metadata of shape (128, 8)). Shapes that backend refuses
+    (``n_rows``/``n_cols`` not multiples of its minimum block: (32, 64) for fp16/bf16, (16, 128) for
+    int8, (32, 32) for fp32) are refused here too. Returns
+    ``{"values", "metadata", "compressed", "dense"}`` in bytes and ``"ratio"`` (compressed / dense).
+    """
+    n_rows, n_cols = check_int(n_rows, "n_rows", 1), check_int(n_cols, "n_cols", 1)
+    if dtype not in _SEMI_STRUCTURED:
+        raise ValueError(f"dtype must be one of {', '.join(map(str, _SEMI_STRUCTURED))} (the semi-structured kernels' "
+                         f"dtypes); got {dtype!r}")
+    kept, group, word, min_rows, min_cols = _SEMI_STRUCTURED[dtype]
+    for arg, value, step in (("n_rows", n_rows, min_rows), ("n_cols", n_cols, min_cols)):
+        if value % step:
+            raise ValueError(f"{arg} must be a multiple of {step} for {dtype} (the smallest block "
+                             f"torch.sparse.to_sparse_semi_structured accepts is {min_rows} x {min_cols}); got {value}")
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    values = n_rows * (n_cols // group * kept) * itemsize
+    metadata = n_rows * (n_cols // group) * 4 // 8  # a 4-bit code per group, packed into whole metadata words
+    assert metadata % word == 0
+    dense = n_rows * n_cols * itemsize
+    return {"values": values, "metadata": metadata, "compressed": values + metadata, "dense": dense,
+            "ratio": (values + metadata) / dense}
