@@ -726,7 +726,9 @@ def apply_nm_sparsity(model_or_layers, n: int = 2, m: int = 4, *, score=None, in
         raise TypeError(f"score must be None (magnitude) or a callable (name, module) -> tensor; got {type(score).__name__}")
     if isinstance(model_or_layers, nn.Module):
         layers = prunable_layers(model_or_layers, include, exclude)
+        leave_out = "leave it dense with exclude=[{!r}]"
     else:
+        leave_out = "leave it dense: drop ({!r}, module) from the layers passed"
         if include is not None or exclude is not None:
             raise TypeError("include/exclude select layers of a model; with a list of layers, pass only the layers wanted")
         layers = check_layers(model_or_layers)
@@ -740,7 +742,7 @@ def apply_nm_sparsity(model_or_layers, n: int = 2, m: int = 4, *, score=None, in
         cols = weight[0].numel() if weight.dim() >= 2 and weight.shape[0] else 0
         if weight.dim() < 2 or cols % m:
             raise ValueError(f"layer {name!r} ({type(module).__name__}, weight shape {tuple(weight.shape)}) has an input "
-                             f"dimension of {cols}, not a multiple of m={m}: leave it dense with exclude=[{name!r}]")
+                             f"dimension of {cols}, not a multiple of m={m}: " + leave_out.format(name))
         live = _mask_buffer(module)
         planned.append((module, _nm_keep(scores.to(weight.device), n, m, None if live is None else live != 0,
                                          f"layer {name!r} weight")))

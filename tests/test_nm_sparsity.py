@@ -161,6 +161,8 @@ def test_bad_shapes_and_arguments_are_refused_and_change_nothing():
     with pytest.raises(ValueError, match=r"conv1.*exclude=\['conv1'\]"):
         apply_nm_sparsity(model, 2, 4)  # conv1 (9 inputs) is refused ...
     assert all(get_mask(m) is None for _, m in prunable_layers(model))  # ... and nothing was applied
+    with pytest.raises(ValueError, match=r"conv1.*drop"):
+        apply_nm_sparsity(prunable_layers(model), 2, 4)  # a list of layers: no exclude to suggest
     with pytest.raises(ValueError, match=r"\(3, 6\)"):
         nm_mask(torch.rand(3, 6), 2, 4)
     with pytest.raises(ValueError, match="conv1"):
