@@ -6,16 +6,18 @@ Notebooks import everything from here. One concern per module:
 |---|---|
 | ``checks`` | the one validator per kind of argument (fraction, int, positive number, choice, ...) |
 | ``config`` | profiles, seeding, device, cache directory, atomic checkpoints |
-| ``data``, ``models`` | the profile's data loaders; SmallCNN, MLP, CIFAR ResNets |
-| ``training`` | the one training loop (callbacks), evaluation, fine-tuning, the cached baseline |
-| ``masks`` | the one mask mechanism (parametrize), exact magnitude selection |
+| ``data``, ``models`` | the profile's data loaders (DataLoaders, or a DeviceLoader on the GPU profile); SmallCNN, MLP, CIFAR ResNets |
+| ``training`` | the one training loop (callbacks, mixed precision), evaluation, fine-tuning, BN recalibration, the cached baseline |
+| ``masks`` | the one mask mechanism (parametrize), exact magnitude selection, N:M (2:4) patterns |
 | ``unstructured``, ``structured`` | SimplePruner / ThresholdPruner; filter pruning, BatchNorm folding |
 | ``iterative``, ``rewinding``, ``gradual``, ``distillation`` | the pruning schedules and knowledge distillation |
 | ``params``, ``flops``, ``latency`` | parameter counts, FLOPs, timing |
 | ``metrics``, ``sensitivity`` | the analysis report and table; per-layer sensitivity scans |
 | ``stats`` | accuracy intervals, paired tests (McNemar), intervals over seeds, the verdict |
+| ``robustness`` | per-class accuracy, input corruptions, calibration (ECE) |
 | ``sparse_format``, ``csr``, ``spmm`` | sparse checkpoints; CSR Linear layers; the compiled CSR kernel |
-| ``plots``, ``pipeline``, ``course`` | figures; the end-to-end pipeline and CLI; running the course |
+| ``plots``, ``pipeline``, ``course`` | figures; the end-to-end pipeline and CLI (one process or torchrun); running the course, claims per profile |
+| ``exercises`` | the exercises' answer checkers |
 """
 
 from .config import (

@@ -8,32 +8,22 @@ import pytest
 import torch
 from torch import nn
 
+from _short_baseline import cache_short_baseline
 from pruning_utils import pipeline
 from pruning_utils.config import CheckpointError, get_profile, load_checkpoint, save_checkpoint, seed_everything
 from pruning_utils.data import get_loaders
 from pruning_utils.masks import magnitude_prune, make_permanent, prunable_layers
 from pruning_utils.pipeline import PipelineResult, create_pruning_pipeline, load_pruned_model, main
-from pruning_utils.training import baseline_path, build_model_for, evaluate, train
+from pruning_utils.training import baseline_path, build_model_for, evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def shared_cache(tmp_path_factory):
-    """One cache for the module holding a quick baseline trained for 3 epochs instead of 20 (speed).
-
-    It is stored where and how ``train_baseline`` caches it, so the pipeline takes it as its teacher.
-    """
+    """One cache for the module holding a quick baseline trained for 3 epochs instead of 20 (speed)."""
     cache = tmp_path_factory.mktemp("pipeline-cache")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PRUNING_CACHE_DIR", str(cache))
-        seed_everything(0)
-        model = build_model_for("quick")
-        loaders = get_loaders("quick")
-        history = train(model, loaders.train, epochs=3, profile="quick", device="cpu", progress=False)
-        save_checkpoint({"state_dict": model.state_dict(), "history": history,
-                         "test_accuracy": evaluate(model, loaders.test)["accuracy"],
-                         "val_accuracy": evaluate(model, loaders.val)["accuracy"]}, baseline_path("quick"))
+    cache_short_baseline(cache)
     return cache
 
 

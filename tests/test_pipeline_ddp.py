@@ -11,12 +11,13 @@ import pytest
 import torch
 import torch.distributed as dist
 
+from _short_baseline import cache_short_baseline
 from pruning_utils import pipeline
-from pruning_utils.config import get_profile, load_checkpoint, save_checkpoint, seed_everything
+from pruning_utils.config import get_profile, load_checkpoint
 from pruning_utils.data import DeviceLoader, get_loaders
 from pruning_utils.pipeline import _World, _process_group, _shard, create_pruning_pipeline, load_pruned_model
 from pruning_utils.stats import paired_test
-from pruning_utils.training import TrainState, baseline_path, build_model_for, evaluate, train
+from pruning_utils.training import TrainState, evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 2
@@ -46,17 +47,9 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def shared_cache(tmp_path_factory):
-    """A quick baseline trained for 3 epochs instead of 20 (speed), cached where train_baseline looks."""
+    """One cache for the module holding a quick baseline trained for 3 epochs instead of 20 (speed)."""
     cache = tmp_path_factory.mktemp("ddp-cache")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PRUNING_CACHE_DIR", str(cache))
-        seed_everything(0)
-        model = build_model_for("quick")
-        loaders = get_loaders("quick")
-        history = train(model, loaders.train, epochs=3, profile="quick", device="cpu", progress=False)
-        save_checkpoint({"state_dict": model.state_dict(), "history": history,
-                         "test_accuracy": evaluate(model, loaders.test)["accuracy"],
-                         "val_accuracy": evaluate(model, loaders.val)["accuracy"]}, baseline_path("quick"))
+    cache_short_baseline(cache)
     return cache
 
 
