@@ -35,8 +35,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
-from .checks import check_int
-from .config import Profile, data_dir, get_profile
+from .checks import check_flag, check_int, check_numbers, check_positive, check_real, check_tensor
+from .config import Profile, data_dir, get_device, get_profile
 
 __all__ = [
     "DATASETS",
@@ -324,41 +324,49 @@ def digits_datasets(seed: int = 0, val_fraction: float = 0.1, test_fraction: flo
 
 def _torchvision_datasets(name: str, root: Path, download: bool, seed: int, val_fraction: float, augment: bool):
     """Train (augmented), val (held out from train, not augmented) and test datasets."""
-    import torchvision
     from torchvision import transforms as T
 
     spec = _spec(name)
     download_dataset(name, root, download=download)
     normalize = [T.ToTensor(), T.Normalize(spec.mean, spec.std)]
-    size = spec.input_shape[-1]
-    if augment and spec.family == "cifar10":
-        train_tf = T.Compose([T.RandomCrop(size, padding=4), T.RandomHorizontalFlip(), *normalize])
-    elif augment:
-        train_tf = T.Compose([T.RandomCrop(size, padding=2), *normalize])
-    else:
-        train_tf = T.Compose(normalize)
+    pad, flip = _augmentation(spec)
+    crop = [T.RandomCrop(spec.input_shape[-1], padding=pad)] + ([T.RandomHorizontalFlip()] if flip else [])
+    train_tf = T.Compose(crop + normalize if augment else normalize)
     eval_tf = T.Compose(normalize)
 
-    cls = _checked_cifar10_class(spec.subdir) if spec.family == "cifar10" else torchvision.datasets.FashionMNIST
+    cls = _reader(spec)
     train_aug = cls(str(root), train=True, transform=train_tf, download=False)
     train_plain = cls(str(root), train=True, transform=eval_tf, download=False)
     test = cls(str(root), train=False, transform=eval_tf, download=False)
-    labels = np.asarray(train_plain.targets)
+    train_idx, val_idx = _train_val_indices(np.asarray(train_plain.targets), val_fraction, seed)
+    return Subset(train_aug, train_idx.tolist()), Subset(train_plain, val_idx.tolist()), test
+
+
+def _augmentation(spec: DatasetSpec) -> tuple[int, bool]:
+    """The training augmentation of a dataset, for both loaders: crop padding, and whether to flip."""
+    return (4, True) if spec.family == "cifar10" else (2, False)
+
+
+def _reader(spec: DatasetSpec):
+    """torchvision's dataset class that reads ``spec``'s files."""
+    import torchvision
+
+    return _checked_cifar10_class(spec.subdir) if spec.family == "cifar10" else torchvision.datasets.FashionMNIST
+
+
+def _train_val_indices(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The seeded, stratified train/validation split of the training set (sorted indices), for both loaders."""
     from sklearn.model_selection import train_test_split
 
-    train_idx, val_idx = train_test_split(
-        np.arange(len(labels)), test_size=val_fraction, random_state=seed, stratify=labels
-    )
-    return Subset(train_aug, np.sort(train_idx).tolist()), Subset(train_plain, np.sort(val_idx).tolist()), test
+    train, val = train_test_split(np.arange(len(labels)), test_size=val_fraction, random_state=seed, stratify=labels)
+    return np.sort(train), np.sort(val)
 
 
 def _uint8_split(name: str, root: Path, download: bool):
     """The raw uint8 images (N, C, H, W) and labels of the train and test sets, read by torchvision."""
-    import torchvision
-
     spec = _spec(name)
     download_dataset(name, root, download=download)
-    cls = _checked_cifar10_class(spec.subdir) if spec.family == "cifar10" else torchvision.datasets.FashionMNIST
+    cls = _reader(spec)
     out = []
     for train in (True, False):
         ds = cls(str(root), train=train, download=False)
@@ -370,22 +378,16 @@ def _uint8_split(name: str, root: Path, download: bool):
 
 def _device_loaders(name, root, download, seed, val_fraction, augment, batch_size, prof, device) -> Loaders:
     """:class:`DeviceLoader` s over the same split as the DataLoaders (same indices, same augmentation)."""
-    from sklearn.model_selection import train_test_split
-
-    from .config import get_device
-
     spec = _spec(name)
     (train_x, train_y), (test_x, test_y) = _uint8_split(name, root, download)
-    train_idx, val_idx = train_test_split(np.arange(len(train_y)), test_size=val_fraction, random_state=seed,
-                                          stratify=train_y.numpy())
-    train_idx, val_idx = torch.from_numpy(np.sort(train_idx)), torch.from_numpy(np.sort(val_idx))
+    train_idx, val_idx = map(torch.from_numpy, _train_val_indices(train_y.numpy(), val_fraction, seed))
     device = get_device(device)
-    pad = (4 if spec.family == "cifar10" else 2) if augment else 0
+    pad, flip = _augmentation(spec) if augment else (0, False)
     common = dict(batch_size=batch_size, mean=spec.mean, std=spec.std, device=device,
                   channels_last=prof.channels_last)
     return Loaders(
         DeviceLoader(train_x[train_idx], train_y[train_idx], shuffle=True, pad=pad,
-                     flip=augment and spec.family == "cifar10", generator=torch.Generator().manual_seed(seed), **common),
+                     flip=flip, generator=torch.Generator().manual_seed(seed), **common),
         DeviceLoader(train_x[val_idx], train_y[val_idx], **common),
         DeviceLoader(test_x, test_y, **common),
     )
@@ -509,8 +511,6 @@ class DeviceLoader:
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int, mean, std,
                  shuffle: bool = False, pad: int = 0, flip: bool = False, device=None,
                  generator: torch.Generator | None = None, channels_last: bool = False):
-        from .checks import check_flag, check_numbers, check_positive, check_real, check_tensor
-
         if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.dim() != 4:
             raise TypeError("images must be a uint8 tensor of shape (N, C, H, W); got "
                             + (f"{images.dtype} of shape {tuple(images.shape)}" if isinstance(images, torch.Tensor)
@@ -536,8 +536,6 @@ class DeviceLoader:
         if generator is not None and generator.device.type != "cpu":
             raise ValueError(f"generator must be a CPU generator (the draws are made on the CPU); got {generator.device}")
         self.generator = generator if generator is not None else (torch.Generator() if shuffle or pad or flip else None)
-        from .config import get_device
-
         self.device = get_device(device) if device is not None else images.device
         self.images = images.to(self.device)
         self.labels = labels.to(self.device, torch.long)
@@ -552,12 +550,18 @@ class DeviceLoader:
     def __iter__(self):
         n = len(self.images)
         order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
-        for start in range(0, n, self.batch_size):
-            index = order[start:start + self.batch_size]
-            yield self._batch(index), self.labels[index.to(self.device)]
+        return self.batches(order, self.batch_size)
+
+    def batches(self, order: torch.Tensor, batch_size: int):
+        """``(inputs, labels)`` batches of the images at ``order`` (indices), ``batch_size`` at a time,
+        augmented as the loader is (a DistributedSampler's share uses it too)."""
+        order = order.to(self.device)  # once per epoch, not once per batch
+        for start in range(0, len(order), batch_size):
+            index = order[start:start + batch_size]
+            yield self._batch(index), self.labels[index]
 
     def _batch(self, index: torch.Tensor) -> torch.Tensor:
-        x = self.images[index.to(self.device)]
+        x = self.images[index]
         b, _, h, w = x.shape
         if self.pad:
             p = self.pad

@@ -322,10 +322,7 @@ class _DeviceShard:
         return math.ceil(len(self.sampler) / self.batch_size)
 
     def __iter__(self):
-        order = torch.tensor(list(self.sampler), dtype=torch.long)
-        for start in range(0, len(order), self.batch_size):
-            index = order[start:start + self.batch_size]
-            yield self.loader._batch(index), self.loader.labels[index.to(self.loader.device)]
+        return self.loader.batches(torch.tensor(list(self.sampler), dtype=torch.long), self.batch_size)
 
 
 def _shard(loader, world: _World, seed: int):
