@@ -739,13 +739,13 @@ def apply_nm_sparsity(model_or_layers, n: int = 2, m: int = 4, *, score=None, in
             scores = magnitude_scores(module)
         else:
             scores = _check_scores(score(name, module), weight.shape, f"score({name!r}, module)")
-        cols = weight[0].numel() if weight.dim() >= 2 and weight.shape[0] else 0
-        if weight.dim() < 2 or cols % m:
-            raise ValueError(f"layer {name!r} ({type(module).__name__}, weight shape {tuple(weight.shape)}) has an input "
-                             f"dimension of {cols}, not a multiple of m={m}: " + leave_out.format(name))
         live = _mask_buffer(module)
-        planned.append((module, _nm_keep(scores.to(weight.device), n, m, None if live is None else live != 0,
-                                         f"layer {name!r} weight")))
+        try:  # the shape is refused where the groups are made (as check_nm_pattern does), with the way out
+            keep = _nm_keep(scores.to(weight.device), n, m, None if live is None else live != 0,
+                            f"layer {name!r} ({type(module).__name__}) weight")
+        except ValueError as exc:
+            raise ValueError(f"{exc}: " + leave_out.format(name)) from None
+        planned.append((module, keep))
     for module, keep in planned:  # every mask computed first, then applied: all or nothing
         apply_mask(module, keep)
     return {name: _zero_count(module)[0] / module.weight.numel() for name, module in layers}
