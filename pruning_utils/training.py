@@ -577,14 +577,13 @@ def recalibrate_batchnorm(model: nn.Module, loader, *, batches: int | None = 10,
         if seen == 0:
             raise ValueError("loader is empty: it yields no batches")
     except BaseException:
-        for bn, (momentum, mean, var, count) in zip(norms, saved):  # all or nothing
+        for bn, (_, mean, var, count) in zip(norms, saved):  # all or nothing
             bn.running_mean.copy_(mean), bn.running_var.copy_(var), bn.num_batches_tracked.copy_(count)
-            bn.momentum = momentum
         raise
     finally:
         model.train(was_training)
-    for bn, (momentum, *_rest) in zip(norms, saved):
-        bn.momentum = momentum
+        for bn, (momentum, *_) in zip(norms, saved):
+            bn.momentum = momentum
     return model
 
 
