@@ -550,9 +550,9 @@ class DeviceLoader:
     def __iter__(self):
         n = len(self.images)
         order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
-        return self.batches(order, self.batch_size)
+        return self._batches(order, self.batch_size)
 
-    def batches(self, order: torch.Tensor, batch_size: int):
+    def _batches(self, order: torch.Tensor, batch_size: int):
         """``(inputs, labels)`` batches of the images at ``order`` (indices), ``batch_size`` at a time,
         augmented as the loader is (a DistributedSampler's share uses it too)."""
         order = order.to(self.device)  # once per epoch, not once per batch

@@ -322,7 +322,7 @@ class _DeviceShard:
         return math.ceil(len(self.sampler) / self.batch_size)
 
     def __iter__(self):
-        return self.loader.batches(torch.tensor(list(self.sampler), dtype=torch.long), self.batch_size)
+        return self.loader._batches(torch.tensor(list(self.sampler), dtype=torch.long), self.batch_size)
 
 
 def _shard(loader, world: _World, seed: int):
