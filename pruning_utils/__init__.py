@@ -15,6 +15,7 @@ Notebooks import everything from here. One concern per module:
 | ``metrics``, ``sensitivity`` | the analysis report and table; per-layer sensitivity scans |
 | ``stats`` | accuracy intervals, paired tests (McNemar), intervals over seeds, the verdict |
 | ``robustness`` | per-class accuracy, input corruptions, calibration (ECE) |
+| ``quantization`` | int8 weights per output channel (torchao's convention), k-means weight sharing |
 | ``sparse_format``, ``csr``, ``spmm`` | sparse checkpoints; CSR Linear layers; the compiled CSR kernel |
 | ``plots``, ``pipeline``, ``course`` | figures; the end-to-end pipeline and CLI (one process or torchrun); running the course, claims per profile |
 | ``exercises`` | the exercises' answer checkers |
@@ -82,6 +83,7 @@ from .params import count_parameters, plain_state_dict
 from .flops import count_flops, sparse_flops
 from .latency import compare_latency, measure_latency
 from .sparse_format import checkpoint_sizes, load_sparse, save_sparse
+from .quantization import int8_per_channel, quantize_int8, share_weights
 from .csr import CSRLinear, to_dense_linear, to_sparse_linear
 from .sensitivity import SensitivityScan, sensitivity_scan
 from .metrics import analysis_table, analyze_pruned_model, format_analysis
@@ -100,6 +102,9 @@ _LAZY = {
 }
 
 __all__ = [
+    "int8_per_channel",
+    "quantize_int8",
+    "share_weights",
     "compare_per_class",
     "CORRUPTIONS",
     "corrupted_accuracy",

@@ -33,7 +33,9 @@ def test_constraints_pin_the_torch_releases_ci_uses():
         line.split("==") for line in (ROOT / "constraints.txt").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     )
-    assert pins == {"torch": "2.14.1", "torchvision": "0.29.1"}
+    assert {k: pins[k] for k in ("torch", "torchvision")} == {"torch": "2.14.1", "torchvision": "0.29.1"}
+    # every heavy dependency comes pinned too, torchao (notebook 11's cross-check) among them
+    assert {"torchao", "numpy", "scipy", "scikit-learn", "matplotlib"} <= pins.keys()
     makefile = (ROOT / "Makefile").read_text()
     assert "-c constraints.txt" in makefile
 
