@@ -663,3 +663,202 @@ def check_compression_ratio(answer, model) -> bool:
     else:
         hint = "count every parameter of the model and the non-zero ones among them (as the forward pass sees them)"
     return _report(near(right), f"{total:,} / {nonzero:,} = {right:.2f}x", hint)
+
+
+# --- notebook 12 ---------------------------------------------------------------------------------------
+
+__all__ += ["check_ece", "check_most_forgotten_class", "check_pies"]
+
+
+def _float_rows(values, name: str) -> list[list[float]]:
+    """``values`` (a tensor or nested sequence) as a non-empty (n, classes) list of finite floats."""
+    import torch
+
+    from .checks import check_tensor
+
+    if not isinstance(values, torch.Tensor):
+        try:
+            values = torch.as_tensor(values, dtype=torch.float64)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise TypeError(f"{name} must be a tensor or a nested list of numbers of shape (n, classes); got "
+                            f"{type(values).__name__}") from exc
+    values = check_tensor(values, name, floating=True, finite=True, nonempty=True)
+    if values.dim() != 2:
+        raise ValueError(f"{name} must have shape (n, classes); got {tuple(values.shape)}")
+    return values.detach().cpu().double().tolist()
+
+
+def _int_vector(values, name: str) -> list[int]:
+    """``values`` (a tensor or sequence of integers) as a list of ints."""
+    import torch
+
+    if not isinstance(values, torch.Tensor):
+        try:
+            values = torch.as_tensor(values)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise TypeError(f"{name} must be a 1-D tensor or list of integers; got {type(values).__name__}") from exc
+    if values.dim() != 1 or values.is_floating_point() or values.is_complex() or values.dtype == torch.bool:
+        raise ValueError(f"{name} must be a 1-D tensor or list of integers; got shape {tuple(values.shape)}, "
+                         f"dtype {values.dtype}")
+    return [int(v) for v in values.tolist()]
+
+
+def check_ece(answer, probabilities, targets, n_bins: int = 15) -> bool:
+    """Exercise 12.1: the expected calibration error of ``probabilities`` (one row per prediction) for ``targets``.
+
+    Recounted here in plain Python (Guo et al. 2017, eq. 3): a prediction's confidence is its row's largest
+    probability (the first of equal ones is the predicted class), bin ``m`` of ``n_bins`` equal-width bins
+    holds the confidences in ``((m - 1) / n_bins, m / n_bins]`` (0 goes to the first), and
+    ``ECE = sum over bins of |B| / n * |accuracy(B) - mean confidence(B)|``. ``answer`` is a fraction in
+    [0, 1]; it is right within 0.0005.
+    """
+    from .checks import check_int, check_non_negative
+
+    answer = check_non_negative(answer, "answer")
+    rows = _float_rows(probabilities, "probabilities")
+    labels = _int_vector(targets, "targets")
+    n_bins = check_int(n_bins, "n_bins", 1)
+    if len(labels) != len(rows):
+        raise ValueError(f"targets must give one label per row of probabilities; got {len(labels)} for {len(rows)} rows")
+    classes = len(rows[0])
+    for i, row in enumerate(rows):
+        if min(row) < 0 or abs(sum(row) - 1) > 1e-6:
+            raise ValueError(f"probabilities must hold rows of numbers >= 0 summing to 1; row {i} is {row}")
+    if any(not 0 <= t < classes for t in labels):
+        raise ValueError(f"targets must be class indices in [0, {classes}); got {labels}")
+    bins = [[] for _ in range(n_bins)]
+    for row, target in zip(rows, labels):
+        confidence = max(row)
+        m = next(m for m in range(1, n_bins + 1) if confidence <= m / n_bins)
+        bins[m - 1].append((confidence, row.index(confidence) == target))
+    n = len(rows)
+    gaps = [(abs(sum(r for _, r in b) / len(b) - sum(c for c, _ in b) / len(b)), len(b)) for b in bins if b]
+    right = sum(gap * size / n for gap, size in gaps)
+    unweighted = sum(gap for gap, _ in gaps) / len(gaps)
+    error = 1 - sum(row.index(max(row)) == t for row, t in zip(rows, labels)) / n
+    near = lambda a, b: abs(a - b) <= 5e-4
+    ok = near(answer, right)
+    if near(answer / 100, right):
+        hint = "that looks like percent: give the ECE as a fraction in [0, 1]"
+    elif near(answer, unweighted):
+        hint = "that is the plain mean of the bins' gaps; weight each bin by its share |B| / n of the predictions"
+    elif near(answer, error):
+        hint = "that is the error rate; the ECE compares each bin's accuracy with its mean confidence"
+    else:
+        hint = (f"sort the predictions into {n_bins} bins by confidence (largest probability), then add "
+                f"|B| / n x |accuracy - mean confidence| over the bins")
+    return _report(ok, f"ECE = {right:.4f} over {len(gaps)} non-empty bins of {n_bins}", hint)
+
+
+def check_most_forgotten_class(answer, dense_model, pruned_model, loader) -> bool:
+    """Exercise 12.2: the class whose test accuracy ``pruned_model`` lost most against ``dense_model``.
+
+    Recomputed from both models' per-image right/wrong on ``loader`` (unshuffled) and its labels: per class,
+    the dense model's accuracy minus the pruned one's on that class's images. Any of several tied classes
+    is right.
+    """
+    import torch
+
+    from .checks import check_int, check_module
+    from .training import evaluate
+
+    answer = check_int(answer, "answer", 0)
+    check_module(dense_model, "dense_model")
+    check_module(pruned_model, "pruned_model")
+    right_dense = evaluate(dense_model, loader, per_image=True)["correct"]
+    right_pruned = evaluate(pruned_model, loader, per_image=True)["correct"]
+    labels = torch.cat([batch[1].reshape(-1).cpu() for batch in loader])
+    if labels.numel() != right_dense.numel():
+        raise ValueError("loader must yield the same images on every pass (a test loader, shuffle=False)")
+    loss, pruned_acc = {}, {}
+    for c in sorted(set(labels.tolist())):
+        where = labels == c
+        n = int(where.sum())
+        loss[c] = (int(right_dense[where].sum()) - int(right_pruned[where].sum())) / n
+        pruned_acc[c] = int(right_pruned[where].sum()) / n
+    most = max(loss.values())
+    best = [c for c, v in loss.items() if v == most]
+    weakest = min(pruned_acc, key=pruned_acc.get)
+    if answer not in loss:
+        hint = f"the loader holds the classes {sorted(loss)}"
+    elif answer == weakest:
+        hint = (f"class {answer} is where the pruned model is weakest ({pruned_acc[answer]:.1%}), but the question is "
+                f"what it lost against the dense model on that class: {loss[answer]:+.1%}")
+    else:
+        hint = (f"class {answer} lost {loss[answer]:+.1%}; per class, take the dense model's accuracy minus the "
+                f"pruned model's on that class's images, and find the largest")
+    tie = f" (tied: {best})" if len(best) > 1 else ""
+    return _report(answer in best, f"class {best[0]} lost most: {most:+.1%} of its images{tie}", hint)
+
+
+def check_pies(answer, dense_predictions, pruned_predictions) -> bool:
+    """Exercise 12.3: the PIEs, the images where the two populations' modal labels differ (Hooker et al. 2019).
+
+    ``dense_predictions`` and ``pruned_predictions``: predicted labels, one row per model and one column
+    per image (the same images in the same order). ``answer``: the PIEs' column indices (any order) or a
+    bool mask over the images. Votes are recounted per image; a tie goes to the smallest label (as
+    ``torch.mode`` does), and an image where either population's vote is tied is accepted either way.
+    """
+    import torch
+
+    def predictions(values, name):
+        if not isinstance(values, torch.Tensor):
+            try:
+                values = torch.as_tensor(values)
+            except (TypeError, ValueError, RuntimeError) as exc:
+                raise TypeError(f"{name} must be a 2-D tensor of labels (models, images); got "
+                                f"{type(values).__name__}") from exc
+        if values.dim() != 2 or values.numel() == 0 or values.is_floating_point() or values.dtype == torch.bool:
+            raise ValueError(f"{name} must be a non-empty 2-D integer tensor of labels (models, images); got shape "
+                             f"{tuple(values.shape)}, dtype {values.dtype}")
+        if bool((values < 0).any()):
+            raise ValueError(f"{name} must hold class labels >= 0")
+        return values.cpu().tolist()
+
+    dense = predictions(dense_predictions, "dense_predictions")
+    pruned = predictions(pruned_predictions, "pruned_predictions")
+    n = len(dense[0])
+    if len(pruned[0]) != n:
+        raise ValueError(f"dense_predictions and pruned_predictions must cover the same images; got {n} and "
+                         f"{len(pruned[0])} columns")
+
+    def vote(rows, i):
+        counts = {}
+        for row in rows:
+            counts[row[i]] = counts.get(row[i], 0) + 1
+        top = max(counts.values())
+        winners = sorted(label for label, k in counts.items() if k == top)
+        return winners[0], len(winners) > 1
+
+    pies, tied, agree_once = set(), set(), set()
+    for i in range(n):
+        (d, d_tie), (p, p_tie) = vote(dense, i), vote(pruned, i)
+        if d != p:
+            pies.add(i)
+        if d_tie or p_tie:
+            tied.add(i)
+        if dense[0][i] != pruned[0][i]:
+            agree_once.add(i)
+    if isinstance(answer, torch.Tensor) and answer.dtype == torch.bool or (
+            isinstance(answer, (list, tuple)) and answer and all(isinstance(a, bool) for a in answer)):
+        mask = answer.tolist() if isinstance(answer, torch.Tensor) else list(answer)
+        if len(mask) != n:
+            raise ValueError(f"answer as a bool mask must have one entry per image ({n}); got {len(mask)}")
+        chosen = {i for i, flag in enumerate(mask) if flag}
+    else:
+        chosen = _int_vector(answer, "answer") if not isinstance(answer, (list, tuple)) or answer else []
+        if any(not 0 <= i < n for i in chosen):
+            raise ValueError(f"answer must hold image indices in [0, {n}); got {sorted(chosen)}")
+        chosen = set(chosen)
+    ok = (chosen ^ pies) <= tied
+    if chosen == set(range(n)) - pies:
+        hint = "those are the images where the modal labels agree; a PIE is where they differ"
+    elif chosen == agree_once and chosen != pies:
+        hint = "that compares one dense and one pruned model; compare each population's modal label (most frequent prediction)"
+    else:
+        missing, extra = sorted(pies - chosen - tied), sorted(chosen - pies - tied)
+        hint = (f"per image, take each population's most frequent label; {len(missing)} PIEs are missing"
+                + (f" (e.g. {missing[:5]})" if missing else "") + f", {len(extra)} images are not PIEs"
+                + (f" (e.g. {extra[:5]})" if extra else ""))
+    note = f"; {len(tied)} images have a tied vote and count either way" if tied else ""
+    return _report(ok, f"{len(pies)} PIEs among {n} images{note}", hint)
