@@ -665,6 +665,122 @@ def check_compression_ratio(answer, model) -> bool:
     return _report(near(right), f"{total:,} / {nonzero:,} = {right:.2f}x", hint)
 
 
+# --- notebook 10 ---------------------------------------------------------------------------------------
+
+__all__ += ["check_semi_structured_bytes", "check_follows_nm", "check_nm_kept"]
+
+_TWO_FOUR_DTYPES = ("float16", "bfloat16", "int8")  # the dtypes whose semi-structured groups are 2:4
+
+
+def check_semi_structured_bytes(answer, n_rows: int, n_cols: int, dtype=None) -> bool:
+    """Exercise 10.1: bytes of a ``n_rows x n_cols`` weight in the compressed 2:4 form (values + metadata).
+
+    Recomputed here from the definition: two of every four values are kept, at the dtype's size
+    (fp16 by default; bf16 and int8 too), and each kept value carries a 2-bit position in its group of
+    four. ``n_cols`` (the input dimension) must be a multiple of 4; torch's kernels also need whole
+    blocks (32 x 64 for fp16), which notebook 10 pads to. fp32 is refused: its semi-structured groups are 1:2.
+    """
+    import torch
+
+    from .checks import check_int
+
+    answer = check_int(answer, "answer", 0)
+    n_rows, n_cols = check_int(n_rows, "n_rows", 1), check_int(n_cols, "n_cols", 1)
+    if n_cols % 4:
+        raise ValueError(f"n_cols must be a multiple of 4 (whole groups of four along the input dimension); got {n_cols}")
+    dtype = torch.float16 if dtype is None else dtype
+    if not isinstance(dtype, torch.dtype) or str(dtype).removeprefix("torch.") not in _TWO_FOUR_DTYPES:
+        raise ValueError(f"dtype must be one of torch.{', torch.'.join(_TWO_FOUR_DTYPES)} (the 2:4 dtypes; fp32 "
+                         f"is stored 1:2); got {dtype!r}")
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    kept = n_rows * n_cols // 2
+    values, metadata_bits = kept * itemsize, kept * 2
+    right = values + metadata_bits // 8
+    dense = n_rows * n_cols * itemsize
+    if answer == dense:
+        hint = "that is the dense size; the compressed form keeps only two of every four values"
+    elif answer == values:
+        hint = "that counts the kept values only: add the metadata, 2 bits per kept value (its position 0-3)"
+    elif answer == values + kept:
+        hint = "the metadata is 2 bits per kept value (four positions need 2 bits), not a byte"
+    elif answer == 8 * right:
+        hint = "that is in bits; the answer is in bytes"
+    else:
+        hint = (f"kept values: half of {n_rows} x {n_cols}, {itemsize} byte(s) each; plus 2 bits of metadata "
+                "per kept value")
+    return _report(answer == right, f"{values:,} bytes of values + {metadata_bits // 8:,} bytes of metadata = "
+                                    f"{right:,} bytes ({right / dense:.4f} of the dense {dense:,})", hint)
+
+
+def check_follows_nm(answer, tensor, n: int = 2, m: int = 4) -> bool:
+    """Exercise 10.2: whether ``tensor`` follows the N:M pattern (at most ``n`` non-zeros in each group of ``m``).
+
+    Groups run along the input dimension: everything after dim 0, flattened (a conv weight's
+    ``in_channels * kh * kw``). Re-counted here group by group in plain Python; a NaN counts as non-zero.
+    """
+    from .checks import check_flag, check_int, check_tensor
+
+    answer = check_flag(answer, "answer")
+    n, m = check_int(n, "n", 1), check_int(m, "m", 1)
+    if n > m:
+        raise ValueError(f"n must be <= m (n kept of every m weights); got n={n}, m={m}")
+    check_tensor(tensor, "tensor")
+    if tensor.dim() < 2 or tensor.numel() == 0:
+        raise ValueError(f"tensor must have an output and an input dimension and hold values; got shape {tuple(tensor.shape)}")
+    rows = tensor.detach().reshape(tensor.shape[0], -1).tolist()
+    if len(rows[0]) % m:
+        raise ValueError(f"tensor's input dimension {len(rows[0])} (everything after dim 0) is not a multiple of m={m}")
+    worst = None  # (row, first column, non-zeros) of the first group with more than n non-zeros
+    for r, row in enumerate(rows):
+        for c in range(0, len(row), m):
+            count = sum(1 for v in row[c:c + m] if v != 0)  # NaN != 0 is True: a NaN counts as non-zero
+            if count > n and worst is None:
+                worst = (r, c, count)
+    right = worst is None
+    if answer and not right:
+        r, c, count = worst
+        hint = (f"row {r}, weights {c}..{c + m - 1} along the input dimension hold {count} non-zeros, more "
+                f"than {n}")
+    else:
+        hint = (f"every group of {m} consecutive weights along the input dimension holds at most {n} non-zeros "
+                f"(fewer than {n} is allowed: the pattern limits the non-zeros, it does not require them)")
+    verdict = (f"it follows {n}:{m}" if right else
+               f"it does not follow {n}:{m} (row {worst[0]}, weights {worst[1]}..{worst[1] + m - 1}: {worst[2]} non-zeros)")
+    return _report(answer == right, verdict, hint)
+
+
+def check_nm_kept(answer, model_or_layer, n: int = 2, m: int = 4, exclude=None) -> bool:
+    """Exercise 10.3: how many weights an N:M mask keeps in a layer, or in a model's prunable layers.
+
+    ``model_or_layer``: one Conv/Linear layer, or a model (its prunable layers, less ``exclude``).
+    Recounted here per layer: every row keeps ``n`` of each of its ``cols / m`` groups. Each layer's
+    input dimension must be a multiple of ``m`` (exclude the first conv where it is not).
+    """
+    from .checks import check_int, check_module
+    from .masks import prunable_layers
+
+    answer = check_int(answer, "answer", 0)
+    n, m = check_int(n, "n", 1), check_int(m, "m", 1)
+    if n > m:
+        raise ValueError(f"n must be <= m (n kept of every m weights); got n={n}, m={m}")
+    layers = prunable_layers(check_module(model_or_layer, "model_or_layer"), exclude=exclude, allow_shared=True)
+    right = total = 0
+    for name, layer in layers:
+        rows, cols = layer.weight.shape[0], layer.weight[0].numel()
+        if cols % m:
+            raise ValueError(f"layer {name or type(layer).__name__!r} has an input dimension of {cols}, not a "
+                             f"multiple of m={m}" + (f": leave it out with exclude=[{name!r}]" if name else ""))
+        right += rows * (cols // m) * n
+        total += rows * cols
+    if answer == total - right:
+        hint = f"that is the number of weights the mask removes; it keeps the other {n} of every {m}"
+    elif answer == total:
+        hint = "that is every weight of the layers; the mask keeps n of every m"
+    else:
+        hint = f"each row keeps {n} of every {m} consecutive weights along its input dimension: rows x (cols / {m}) x {n}"
+    return _report(answer == right, f"{right:,} of {total:,} weights kept ({right / total:.2%})", hint)
+
+
 # --- notebook 12 ---------------------------------------------------------------------------------------
 
 __all__ += ["check_ece", "check_most_forgotten_class", "check_pies"]
