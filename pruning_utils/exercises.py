@@ -781,6 +781,111 @@ def check_nm_kept(answer, model_or_layer, n: int = 2, m: int = 4, exclude=None) 
     return _report(answer == right, f"{right:,} of {total:,} weights kept ({right / total:.2%})", hint)
 
 
+# --- notebook 11 ---------------------------------------------------------------------------------------
+
+__all__ += ["check_int8_codes", "check_codebook_bytes"]
+
+
+def check_int8_codes(answer, weight) -> bool:
+    """Exercise 11.1: the int8 codes of ``weight`` (one row, or one row per output channel).
+
+    Recomputed here from the rule in plain Python: per row ``scale = max|w| / 127.5``, code =
+    ``w / scale`` rounded and clamped to -128..127 (torchao's ``Int8WeightOnlyConfig`` convention; the
+    package's :func:`~pruning_utils.int8_per_channel` is tested against torchao). Where ``w / scale``
+    is exactly halfway between two codes (always so for the row's largest magnitude, at +-127.5) both
+    are accepted: float32 rounding decides which one a library gets. ``answer``: a list, or a nested
+    list / tensor of the weight's shape.
+    """
+    import math
+
+    import torch
+
+    from .checks import check_tensor
+
+    weight = check_tensor(weight if isinstance(weight, torch.Tensor) else torch.as_tensor(weight, dtype=torch.float32)
+                          if isinstance(weight, (list, tuple)) else weight, "weight", floating=True, finite=True,
+                          nonempty=True)
+    rows = weight.detach().double().reshape(1, -1) if weight.dim() == 1 else weight.detach().double().reshape(weight.shape[0], -1)
+    try:
+        given = torch.as_tensor(answer.tolist() if isinstance(answer, torch.Tensor) else answer, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise TypeError(f"answer must be a list (or tensor) of integer codes; got {type(answer).__name__}") from exc
+    if given.numel() != rows.numel():
+        raise ValueError(f"answer must hold {rows.numel()} codes, one per weight; got {given.numel()}")
+    given = given.reshape(rows.shape)
+
+    def allowed(steps: float) -> list[list[set]]:
+        """Per weight, the codes the rule allows: w / scale rounded, both neighbours where it is a tie
+        (the largest weight always is, at +-127.5: float32 arithmetic then decides, as in torchao)."""
+        out = []
+        for row in rows.tolist():
+            peak = max(abs(v) for v in row)
+            cells = []
+            for v in row:
+                exact = v / peak * steps if peak else 0.0
+                near = {math.floor(exact), math.ceil(exact)} if abs(abs(exact - math.floor(exact)) - 0.5) < 1e-9 \
+                    else {round(exact)}
+                cells.append({min(127, max(-128, c)) for c in near})
+            out.append(cells)
+        return out
+
+    def fits(rule) -> bool:
+        return all(g in cell for grow, rrow in zip(given.tolist(), rule) for g, cell in zip(grow, rrow))
+
+    right = allowed(127.5)
+    ok = fits(right)
+    if not ok and fits(allowed(127.0)):
+        hint = "that uses scale = max|w| / 127; this course (and torchao) divides by 127.5 and allows -128"
+    elif bool((given != given.round()).any()):
+        hint = "codes are integers: round w / scale to the nearest integer"
+    elif bool((given.abs() > 128).any()):
+        hint = "codes lie in -128..127: divide each weight by scale = max|w| / 127.5"
+    else:
+        hint = "per row: scale = max|w| / 127.5, then code = round(w / scale), clamped to -128..127"
+    right = [["/".join(map(str, sorted(cell))) for cell in row] for row in right]
+    shown = right[0] if len(right) == 1 else right
+    return _report(ok, f"codes {shown}", hint)
+
+
+def check_codebook_bytes(answer, layer) -> bool:
+    """Exercise 11.2: bytes of ``layer``'s weight in the codebook form, before entropy coding.
+
+    Recounted from the definition of ``save_sparse(..., values="codebook")``: a bitmask of one bit per
+    weight (rounded up to whole bytes), ``ceil(log2 k)`` bits per non-zero weight for its index into the
+    ``k`` distinct non-zero values (at least 1 bit; rounded up to whole bytes), and the ``k`` values at
+    the weight's element size. The layer's weights must already be shared (``k <= 256``).
+    """
+    import math
+
+    from .checks import check_int
+    from .masks import _check_prunable
+
+    answer = check_int(answer, "answer", 0)
+    weight = _check_prunable(layer, "layer").detach()
+    flat = [v for v in weight.reshape(-1).tolist()]
+    kept = [v for v in flat if v != 0]
+    k = len(set(kept))
+    if k > 256:
+        raise ValueError(f"layer has {k:,} distinct non-zero weights; share them first (share_weights(model, bits)): "
+                         "the codebook form holds at most 256")
+    bits = max(1, math.ceil(math.log2(k))) if k > 1 else 1
+    bitmask, indices, codebook = (len(flat) + 7) // 8, (len(kept) * bits + 7) // 8, k * weight.element_size()
+    right = bitmask + indices + codebook
+    if answer == len(flat) * weight.element_size():
+        hint = "that is the dense float size; the codebook form stores positions, short indices and k values"
+    elif answer == indices + codebook:
+        hint = "add the bitmask: one bit per weight, kept or not, says where the non-zero weights are"
+    elif answer == bitmask + len(kept) + codebook:
+        hint = f"an index takes ceil(log2 k) = {bits} bits, not a whole byte"
+    elif answer == bitmask + indices:
+        hint = f"add the codebook itself: its {k} values at {weight.element_size()} bytes each"
+    else:
+        hint = (f"bitmask ceil(numel / 8) + indices ceil(kept x ceil(log2 k) / 8) + codebook k x "
+                f"{weight.element_size()} bytes")
+    return _report(answer == right, f"bitmask {bitmask:,} + indices {indices:,} ({len(kept):,} x {bits} bits) + "
+                                    f"codebook {codebook:,} ({k} values) = {right:,} bytes", hint)
+
+
 # --- notebook 12 ---------------------------------------------------------------------------------------
 
 __all__ += ["check_ece", "check_most_forgotten_class", "check_pies"]
