@@ -9,7 +9,10 @@ Each model (seed 0) is pruned with the course's global ``magnitude_prune`` and w
 with ``torch.save``: the plain ``state_dict`` (dense), ``save_sparse`` with a bitmask (one bit per weight
 + the non-zero values), with CSR (int32 column indices + row pointers + values), and the bitmask with
 fp16 values. Every sparse file is read back with ``load_sparse`` and compared with the dense weights
-(exact for fp32). Sizes are bytes of the files. Goal (issue 8): the sparse checkpoint >= 7x smaller
+(exact for fp32). Two more columns quantize the kept weights first (Deep Compression's second and third
+steps): ``quantize_int8`` then ``values="int8"``, and ``share_weights(model, 5)`` (32 shared values per
+layer) then ``values="codebook"`` with ``compress=True`` (LZMA); both files must give back the quantized
+model exactly. Sizes are bytes of the files. Goal (issue 8): the sparse checkpoint >= 7x smaller
 than dense at 90% sparsity. At 90% a bitmask file can be at most 1 / (0.1 + 1/32) = 7.6x smaller with
 fp32 values, so per-tensor overhead must stay small: it does for wide layers, less so for small models.
 """
@@ -17,6 +20,7 @@ fp32 values, so per-tensor overhead must stay small: it does for wide layers, le
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 import tempfile
 from pathlib import Path
@@ -31,6 +35,9 @@ from _common import machine  # noqa: E402
 from pruning_utils import (  # noqa: E402
     MLP,
     cifar_resnet,
+    make_permanent,
+    quantize_int8,
+    share_weights,
     load_sparse,
     magnitude_prune,
     plain_state_dict,
@@ -61,6 +68,17 @@ def sizes(model: nn.Module, folder: Path) -> dict:
         exact = all(torch.equal(restored[k], v) for k, v in reference.items())
         if not options.get("fp16") and not exact:
             raise AssertionError(f"{label} checkpoint did not round-trip exactly")
+    make_permanent(model)
+    for label, quantize, options in (("int8", quantize_int8, {"values": "int8"}),
+                                     ("5-bit + LZMA", lambda m: share_weights(m, 5),
+                                      {"values": "codebook", "compress": True})):
+        quantized = copy.deepcopy(model)
+        quantize(quantized)
+        path = save_sparse(quantized, folder / "quantized.pt", **options)
+        out[label] = path.stat().st_size
+        restored, expected = load_sparse(path), plain_state_dict(quantized)
+        if not all(torch.equal(restored[k], v) for k, v in expected.items()):
+            raise AssertionError(f"{label} checkpoint did not give back the quantized model exactly")
     return out
 
 
@@ -71,8 +89,9 @@ def main(argv=None) -> None:
 
     print(f"machine: {machine()}")
     print("sizes in KiB; ratio = dense bytes / sparse bytes; fp32 formats verified to round-trip exactly\n")
-    print("| model | sparsity | dense | bitmask | ratio | CSR | ratio | bitmask fp16 | ratio |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| model | sparsity | dense | bitmask | ratio | CSR | ratio | bitmask fp16 | ratio | int8 | ratio "
+          "| 5-bit + LZMA | ratio |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     goal = []
     with tempfile.TemporaryDirectory(prefix="checkpoint-size-") as tmp:
         for name, build in models().items():
@@ -82,7 +101,7 @@ def main(argv=None) -> None:
                 magnitude_prune(prunable_layers(model), target)
                 s = sizes(model, Path(tmp))
                 cells = [f"{s['dense'] / 1024:,.1f}"]
-                for label in ("bitmask", "csr", "bitmask fp16"):
+                for label in ("bitmask", "csr", "bitmask fp16", "int8", "5-bit + LZMA"):
                     cells += [f"{s[label] / 1024:,.1f}", f"{s['dense'] / s[label]:.2f}x"]
                 if abs(target - GOAL_SPARSITY) < 1e-9:
                     goal.append((name, s["dense"] / s["bitmask"]))
