@@ -677,8 +677,10 @@ def check_semi_structured_bytes(answer, n_rows: int, n_cols: int, dtype=None) ->
 
     Recomputed here from the definition: two of every four values are kept, at the dtype's size
     (fp16 by default; bf16 and int8 too), and each kept value carries a 2-bit position in its group of
-    four. ``n_cols`` (the input dimension) must be a multiple of 4; torch's kernels also need whole
-    blocks (32 x 64 for fp16), which notebook 10 pads to. fp32 is refused: its semi-structured groups are 1:2.
+    four. ``n_cols`` (the input dimension) must be a multiple of 4. No block shape is asked for here:
+    torch's kernels also need whole blocks, 32 x 64 for fp16 with the CUTLASS backend (the layout
+    ``semi_structured_bytes`` counts, which notebook 10 pads to) and 16 x 16 with cuSPARSELt (torch's
+    default). fp32 is refused: its semi-structured groups are 1:2.
     """
     import torch
 
