@@ -805,9 +805,11 @@ def semi_structured_bytes(n_rows: int, n_cols: int, dtype: torch.dtype = torch.f
     tensor cores read it. These are the sizes torch's own packing allocates
     (``torch.sparse._semi_structured_conversions.sparse_semi_structured_from_dense_cutlass``, the CUTLASS
     backend of ``torch.sparse.to_sparse_semi_structured``; e.g. its docstring's 128x128 fp16 example
-    gives values of shape (128, 64) and int16 metadata of shape (128, 8)). Shapes that backend refuses
-    (``n_rows``/``n_cols`` not multiples of its minimum block: (32, 64) for fp16/bf16, (16, 128) for
-    int8, (32, 32) for fp32) are refused here too. Returns
+    gives values of shape (128, 64) and int16 metadata of shape (128, 8)). Shapes the CUTLASS backend
+    refuses (``n_rows``/``n_cols`` not multiples of its minimum block: (32, 64) for fp16/bf16, (16, 128)
+    for int8, (32, 32) for fp32) are refused here too. (torch's default backend, cuSPARSELt, accepts
+    smaller blocks, 16 x 16 for fp16/bf16 and 32 x 32 for int8, and packs values and metadata into one
+    tensor whose layout its library decides, so its bytes are not counted here.) Returns
     ``{"values", "metadata", "compressed", "dense"}`` in bytes and ``"ratio"`` (compressed / dense).
     """
     n_rows, n_cols = check_int(n_rows, "n_rows", 1), check_int(n_cols, "n_cols", 1)
@@ -817,8 +819,9 @@ def semi_structured_bytes(n_rows: int, n_cols: int, dtype: torch.dtype = torch.f
     kept, group, word, min_rows, min_cols = _SEMI_STRUCTURED[dtype]
     for arg, value, step in (("n_rows", n_rows, min_rows), ("n_cols", n_cols, min_cols)):
         if value % step:
-            raise ValueError(f"{arg} must be a multiple of {step} for {dtype} (the smallest block "
-                             f"torch.sparse.to_sparse_semi_structured accepts is {min_rows} x {min_cols}); got {value}")
+            raise ValueError(f"{arg} must be a multiple of {step} for {dtype} (the smallest block of the CUTLASS "
+                             f"backend of torch.sparse.to_sparse_semi_structured, whose packing this counts, is "
+                             f"{min_rows} x {min_cols}); got {value}")
     itemsize = torch.empty((), dtype=dtype).element_size()
     values = n_rows * (n_cols // group * kept) * itemsize
     metadata = n_rows * (n_cols // group) * 4 // 8  # a 4-bit code per group, packed into whole metadata words
