@@ -36,7 +36,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .checks import check_fraction, check_int, check_module, check_positive, check_tensor
+from .checks import (check_choice, check_fraction, check_int, check_module, check_name, check_names, check_positive,
+                     check_tensor)
 from .models import _check_input
 from .structured import _check_keep, _rebuild, _set_module, _top, channels_to_keep
 
@@ -198,6 +199,9 @@ class TinyViT(nn.Module):
 # ---------------------------------------------------------------------------------------------
 
 
+KINDS = ("heads", "neurons")
+
+
 @dataclass
 class UnitGroup:
     """The layers of one block whose slices belong to the same units (heads or neurons).
@@ -214,10 +218,36 @@ class UnitGroup:
     producers: list[str] = field(default_factory=list)
     consumers: list[str] = field(default_factory=list)
 
+    def __post_init__(self):
+        self.block = check_name(self.block, "block")
+        self.kind = check_choice(self.kind, "kind", KINDS)
+        self.units = check_int(self.units, "units", 1)
+        self.size = check_int(self.size, "size", 1)
+        self.producers = check_names(self.producers, "producers")
+        self.consumers = check_names(self.consumers, "consumers")
+        if not self.producers and not self.consumers:
+            raise ValueError(f"group {self.block!r} names no layer: give producers or consumers")
+
+    def checked_units(self, units, name: str | None = None) -> torch.Tensor:
+        """``units`` as a sorted long tensor of distinct unit indices in [0, units); else a clear error."""
+        name = name or f"units (of group {self.block!r})"
+        try:
+            keep = _check_keep(units, None)
+        except (TypeError, ValueError) as exc:  # its message says keep_indices: name ours
+            raise type(exc)(f"{name}: {exc}") from exc
+        if int(keep.min()) < 0 or int(keep.max()) >= self.units:
+            raise ValueError(f"{name} must hold {self.kind[:-1]} indices in [0, {self.units}); "
+                             f"got {int(keep.min())}..{int(keep.max())}")
+        return keep.sort().values
+
     def indices(self, units) -> torch.Tensor:
-        """The rows (of the producers) = columns (of the consumers) that ``units`` own, ascending."""
-        units = torch.as_tensor(units, dtype=torch.long).reshape(-1)
-        return (units[:, None] * self.size + torch.arange(self.size)).reshape(-1).sort().values
+        """The rows (of the producers) = columns (of the consumers) that ``units`` own, ascending.
+
+        >>> UnitGroup("blocks.0.attn", "heads", units=4, size=2, producers=["blocks.0.attn.q"]).indices([0, 2])
+        tensor([0, 1, 4, 5])
+        """
+        units = self.checked_units(units)
+        return (units[:, None] * self.size + torch.arange(self.size)).reshape(-1)
 
     def details(self) -> str:
         """One line per coupled layer, saying which dimension of it is pruned."""
@@ -440,7 +470,7 @@ def prune_units(model: nn.Module, groups, keep: dict) -> nn.Module:
         _check_group(model, g)
         if g.block not in keep:
             raise ValueError(f"keep has no entry for group {g.block!r}")
-        units = _check_keep(keep[g.block], g.units).sort().values
+        units = g.checked_units(keep[g.block], f"keep[{g.block!r}]")
         rows[g.block] = (g, units, g.indices(units))
     pruned = copy.deepcopy(model)
     for g, units, idx in rows.values():

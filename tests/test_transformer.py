@@ -358,13 +358,13 @@ def test_models_without_such_blocks_and_bad_arguments_are_refused():
     with pytest.raises(TypeError, match="round_to"):
         prune_mlp_neurons(model, 0.5, round_to=1.5)
     groups = attention_head_groups(model)
-    with pytest.raises(ValueError, match=r"keep_indices must lie in \[0, 4\)"):
+    with pytest.raises(ValueError, match=r"keep\['blocks.0.attn'\] must hold head indices in \[0, 4\); got 0..4"):
         prune_units(model, groups, {"blocks.0.attn": [0, 4], "blocks.1.attn": [0]})
     with pytest.raises(ValueError, match="keep has no entry for group 'blocks.1.attn'"):
         prune_units(model, groups, {"blocks.0.attn": [0]})
     with pytest.raises(ValueError, match="not among the groups"):
         prune_units(model, groups[:1], {"blocks.0.attn": [0], "blocks.1.attn": [0]})
-    with pytest.raises(ValueError, match="repeated"):
+    with pytest.raises(ValueError, match=r"keep\['blocks.0.attn'\]: keep_indices has repeated"):
         prune_units(model, groups, {"blocks.0.attn": [1, 1], "blocks.1.attn": [0]})
     with pytest.raises(TypeError, match="groups must hold UnitGroup"):
         prune_units(model, ["blocks.0.attn"], {})
@@ -381,3 +381,22 @@ def test_models_without_such_blocks_and_bad_arguments_are_refused():
         activation_importance(torch.zeros(2, 3, 8, 8))(model, groups[0])
     assert not model.blocks[0].attn.out._forward_pre_hooks  # the hook is gone after the failure
     assert isinstance(groups[0], UnitGroup)
+
+
+def test_unit_groups_check_their_fields_and_indices():
+    group = UnitGroup("blocks.0.attn", "heads", units=4, size=2, producers=["blocks.0.attn.q"])
+    assert group.indices([2, 0]).tolist() == [0, 1, 4, 5]
+    with pytest.raises(ValueError, match=r"units \(of group 'blocks.0.attn'\) must hold head indices in \[0, 4\)"):
+        group.indices([4])
+    with pytest.raises(TypeError, match="int channel indices"):
+        group.indices([0.5])
+    with pytest.raises(ValueError, match="kind must be 'heads' or 'neurons'"):
+        UnitGroup("b", "filters", units=4, size=1, producers=["x"])
+    with pytest.raises(ValueError, match="units must be an int >= 1"):
+        UnitGroup("b", "heads", units=0, size=1, producers=["x"])
+    with pytest.raises(TypeError, match="size must be an int"):
+        UnitGroup("b", "heads", units=2, size=1.0, producers=["x"])
+    with pytest.raises(ValueError, match="names no layer"):
+        UnitGroup("b", "neurons", units=2, size=1)
+    with pytest.raises(TypeError, match="keep_indices"):
+        prune_units(_model(), attention_head_groups(_model()), {"blocks.0.attn": [0.5], "blocks.1.attn": [0]})
