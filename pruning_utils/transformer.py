@@ -267,8 +267,8 @@ def _blocks(model: nn.Module, cls: type, what: str) -> list[tuple[str, nn.Module
     check_module(model)
     found = [(n, m) for n, m in model.named_modules() if isinstance(m, cls)]
     if not found:
-        raise ValueError(f"{type(model).__name__} has no {what} ({cls.__name__} of pruning_utils.transformer, "
-                         f"as in TinyViT): there is nothing to prune here")
+        raise ValueError(f"model ({type(model).__name__}) has no {what} ({cls.__name__} of "
+                         f"pruning_utils.transformer, as in TinyViT): there is nothing to prune here")
     return found
 
 

@@ -342,9 +342,9 @@ def test_bad_ratio_is_refused(prune, ratio, error):
 
 def test_models_without_such_blocks_and_bad_arguments_are_refused():
     cnn = SmallCNN(widths=(8, 16))
-    with pytest.raises(ValueError, match="SmallCNN has no attention block"):
+    with pytest.raises(ValueError, match=r"model \(SmallCNN\) has no attention block"):
         prune_heads(cnn, 0.5)
-    with pytest.raises(ValueError, match="SmallCNN has no MLP block"):
+    with pytest.raises(ValueError, match=r"model \(SmallCNN\) has no MLP block"):
         mlp_neuron_groups(cnn)
     with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
         attention_head_groups("vit")
