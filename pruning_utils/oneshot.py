@@ -38,7 +38,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .checks import check_choice, check_fraction, check_int, check_module, check_non_negative
+from .checks import check_choice, check_fraction, check_int, check_module, check_non_negative, check_tensor
 from .config import get_device
 from .masks import (
     WeightMask,
@@ -77,6 +77,18 @@ class LayerStats:
     n: int
     col_norm: torch.Tensor
     hessian: torch.Tensor
+
+    def __post_init__(self):
+        check_int(self.n, "n", 1)
+        check_tensor(self.col_norm, "col_norm", floating=True, finite=True, nonempty=True)
+        check_tensor(self.hessian, "hessian", floating=True, finite=True)
+        if self.col_norm.dim() != 1:
+            raise ValueError(f"col_norm must be 1-D (one norm per input feature); got shape {tuple(self.col_norm.shape)}")
+        if bool((self.col_norm < 0).any()):
+            raise ValueError("col_norm holds negative values; norms are >= 0")
+        k = self.col_norm.numel()
+        if tuple(self.hessian.shape) != (k, k):
+            raise ValueError(f"hessian must have shape ({k}, {k}) for {k} input features; got {tuple(self.hessian.shape)}")
 
     def __repr__(self) -> str:
         return (f"LayerStats(n={self.n}, in_features={self.col_norm.numel()}, dtype={self.col_norm.dtype}, "
@@ -120,11 +132,12 @@ def _select_linears(model: nn.Module, layers, arg: str = "layers") -> list[tuple
         names = layers
     if not names:
         raise ValueError(f"{arg} is empty: pass None (every nn.Linear) or some layer names")
-    selected = prunable_layers(model, include=names, types=(nn.Linear,))
-    missing = sorted(set(names) - {name for name, _ in selected})
-    if missing:
-        raise ValueError(f"{arg} names layers that are not nn.Linear layers of model: {missing}")
-    return selected
+    linears = sorted(name for name, module in model.named_modules() if isinstance(module, nn.Linear))
+    unknown = [name for name in names if name not in linears]
+    if unknown:
+        raise ValueError(f"{arg} names layers that are not nn.Linear layers of model: {unknown[:8]}; model's "
+                         f"Linear layers are {linears[:12]}")
+    return prunable_layers(model, include=names, types=(nn.Linear,))
 
 
 def _batch_inputs(batch, i: int) -> torch.Tensor:
@@ -146,10 +159,11 @@ class _Accumulator:
     def __call__(self, module, args, kwargs):
         x = args[0] if args else kwargs.get("input")
         if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-            raise TypeError(f"layer {self.name!r} was called with {type(x).__name__} input; calibration needs "
-                            "floating-point tensors")
+            what = f"{x.dtype} tensor" if isinstance(x, torch.Tensor) else type(x).__name__
+            raise TypeError(f"batches: layer {self.name!r} was called with a {what} input; calibration needs "
+                            "floating-point inputs")
         if x.dim() == 0 or x.shape[-1] != self.in_features:
-            raise ValueError(f"layer {self.name!r} got an input of shape {tuple(x.shape)}; expected (..., "
+            raise ValueError(f"batches: layer {self.name!r} got an input of shape {tuple(x.shape)}; expected (..., "
                              f"{self.in_features})")
         dtype = torch.float64 if x.device.type == "cpu" else torch.float32
         rows = x.detach().reshape(-1, self.in_features).to(dtype)
@@ -165,7 +179,7 @@ class _Accumulator:
             raise ValueError(f"layer {self.name!r} saw no input rows during calibration (it was never called, or "
                              "only with empty inputs): leave it out with layers=[...] or check the model's forward")
         if not (bool(torch.isfinite(self.sumsq).all()) and bool(torch.isfinite(self.xtx).all())):
-            raise ValueError(f"layer {self.name!r} got NaN or inf inputs during calibration")
+            raise ValueError(f"batches: layer {self.name!r} got NaN or inf inputs during calibration")
         return LayerStats(n=self.n, col_norm=self.sumsq.sqrt(), hessian=self.xtx * (2.0 / self.n))
 
 
@@ -199,7 +213,17 @@ def collect_input_stats(model: nn.Module, batches, layers=None, *, device=None) 
             handles.append(module.register_forward_pre_hook(accumulators[name], with_kwargs=True))
         model.eval()
         for i, batch in enumerate(batches):
-            model(_batch_inputs(batch, i).to(device))
+            inputs = _batch_inputs(batch, i).to(device)
+            if count:
+                model(inputs)
+            else:  # the first batch's failure says which argument and shape did not fit
+                try:
+                    model(inputs)
+                except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+                    if isinstance(exc, torch.cuda.OutOfMemoryError) or str(exc).startswith("batches: "):
+                        raise
+                    raise ValueError(f"a batch of batches with inputs of shape {tuple(inputs.shape)} does not fit "
+                                     f"model {type(model).__name__}: {exc}") from exc
             count += 1
     finally:
         for handle in handles:
@@ -270,7 +294,7 @@ def _pruners_layers(model, stats, layers, need_stats: bool = True) -> list[tuple
             raise TypeError(f"stats must be the dict collect_input_stats returns; got {type(stats).__name__}")
         if not stats:
             raise ValueError("stats is empty: collect it with collect_input_stats(model, batches)")
-        layers = list(stats)
+        return _select_linears(model, list(stats), "stats")
     return _select_linears(model, layers)
 
 

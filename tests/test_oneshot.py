@@ -86,14 +86,24 @@ def test_collect_input_stats_equal_sums_over_the_inputs_each_layer_sees():
 
 def test_collect_input_stats_removes_hooks_and_restores_mode_on_error():
     class Fails(TwoLayers):
+        calls = 0
+
         def forward(self, x):
             self.fc1(x)
-            raise RuntimeError("boom")
+            self.calls += 1
+            if self.calls == 2:
+                raise RuntimeError("boom")
+            return x
 
     model = Fails().train()
-    with pytest.raises(RuntimeError, match="boom"):
-        collect_input_stats(model, [torch.randn(2, 12, dtype=D)])
+    x = torch.randn(2, 12, dtype=D)
+    with pytest.raises(RuntimeError, match="boom"):  # the second batch fails inside the forward
+        collect_input_stats(model, [x, x])
     assert not model.fc1._forward_pre_hooks and not model.fc2._forward_pre_hooks and model.training
+    model.calls = 1
+    with pytest.raises(ValueError, match="a batch of batches with inputs of shape \\(2, 12\\).*boom"):
+        collect_input_stats(model, [x])  # the first batch's failure names the argument
+    assert not model.fc1._forward_pre_hooks and model.training
 
 
 def test_collect_input_stats_refuses_bad_input():
@@ -111,8 +121,12 @@ def test_collect_input_stats_refuses_bad_input():
     unused.spare = nn.Linear(3, 3)  # never called by forward
     with pytest.raises(ValueError, match="'spare' saw no input rows"):
         collect_input_stats(unused, [x])
-    with pytest.raises(ValueError, match="NaN or inf"):
+    with pytest.raises(ValueError, match="batches: layer 'fc1' got NaN or inf"):
         collect_input_stats(model, [torch.full((2, 12), float("nan"), dtype=D)])
+    with pytest.raises(TypeError, match="batches: layer 'fc1' was called with a torch.int64"):
+        collect_input_stats(model, [torch.ones(2, 12, dtype=torch.long)])
+    with pytest.raises(ValueError, match="batches"):
+        collect_input_stats(model, [torch.randn(2, 5, dtype=D)])
     with pytest.raises(TypeError, match="model"):
         collect_input_stats("model", [x])
 
