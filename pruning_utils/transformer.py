@@ -373,7 +373,7 @@ def activation_importance(inputs) -> Callable[[nn.Module, UnitGroup], torch.Tens
         param = next(model.parameters(), None)
         try:
             model.eval()
-            model(inputs.to(param.device if param is not None else None))
+            model(inputs if param is None else inputs.to(device=param.device, dtype=param.dtype))
         finally:
             hook.remove()
             model.train(was_training)

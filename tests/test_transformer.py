@@ -311,6 +311,8 @@ def test_activation_importance_is_each_units_contribution_norm():
                 ref(x)
             expected.append(outputs[0].norm(dim=-1).mean())
         torch.testing.assert_close(scores.float(), torch.stack(expected), rtol=1e-4, atol=1e-6)
+    double = copy.deepcopy(model).double()  # calibration images are cast to the model's dtype
+    torch.testing.assert_close(activation_importance(x)(double, group).float(), scores.float(), rtol=1e-4, atol=1e-6)
     model.train()
     activation_importance((x, torch.zeros(len(x), dtype=torch.long)))(model, mlp_neuron_groups(model)[0])
     assert model.training  # mode restored
