@@ -301,9 +301,18 @@ def mlp_neuron_groups(model: nn.Module) -> list[UnitGroup]:
 
 def _check_group(model: nn.Module, group) -> None:
     """``group`` is a UnitGroup whose layers exist in ``model`` with the sizes it states."""
+    check_module(model)
     if not isinstance(group, UnitGroup):
         raise TypeError(f"group must be a UnitGroup (from attention_head_groups or mlp_neuron_groups); "
                         f"got {type(group).__name__}")
+    try:
+        block = model.get_submodule(group.block)
+    except AttributeError:
+        raise ValueError(f"group {group.block!r} is not a module of the model ({type(model).__name__}): "
+                         f"build the groups from this model") from None
+    if group.kind == "heads" and not isinstance(block, MultiHeadSelfAttention):
+        raise ValueError(f"group {group.block!r} of heads must name a MultiHeadSelfAttention module (whose head count "
+                         f"pruning updates); it names a {type(block).__name__}")
     width = group.units * group.size
     for names, dim in ((group.producers, 0), (group.consumers, 1)):
         for name in names:

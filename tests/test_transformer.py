@@ -400,5 +400,13 @@ def test_unit_groups_check_their_fields_and_indices():
         UnitGroup("b", "heads", units=2, size=1.0, producers=["x"])
     with pytest.raises(ValueError, match="names no layer"):
         UnitGroup("b", "neurons", units=2, size=1)
+    model = _model()
+    with pytest.raises(ValueError, match="of heads must name a MultiHeadSelfAttention module"):
+        weight_norm_importance(model, UnitGroup("blocks.0.mlp", "heads", units=64, size=1,
+                                                producers=["blocks.0.mlp.fc1"], consumers=["blocks.0.mlp.fc2"]))
+    with pytest.raises(ValueError, match="'blocks.7.attn' is not a module of the model"):
+        weight_norm_importance(model, UnitGroup("blocks.7.attn", "heads", units=4, size=8, producers=["x"]))
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+        weight_norm_importance("model", attention_head_groups(model)[0])
     with pytest.raises(TypeError, match="keep_indices"):
         prune_units(_model(), attention_head_groups(_model()), {"blocks.0.attn": [0.5], "blocks.1.attn": [0]})
