@@ -36,10 +36,10 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .checks import (check_choice, check_fraction, check_int, check_module, check_name, check_names, check_positive,
+from .checks import (check_choice, check_flag, check_fraction, check_int, check_module, check_name, check_names, check_positive,
                      check_tensor)
 from .models import _check_input
-from .structured import _check_keep, _rebuild, _set_module, _top, channels_to_keep
+from .structured import _check_keep, _rebuild, _set_module, _top, channels_to_keep, structure_report
 
 __all__ = [
     "MLPBlock",
@@ -493,28 +493,36 @@ def prune_units(model: nn.Module, groups, keep: dict) -> nn.Module:
     return pruned
 
 
-def prune_heads(model: nn.Module, ratio: float, importance="weight") -> nn.Module:
+def _pruned(model: nn.Module, groups, ratio, importance, round_to: int, verbose) -> nn.Module:
+    check_flag(verbose, "verbose")
+    pruned = prune_units(model, groups, units_to_keep(model, groups, ratio, importance, round_to=round_to))
+    if verbose:  # the same table the CNN pruner prints: widths, parameters and FLOPs per layer
+        print(structure_report(model, pruned))
+    return pruned
+
+
+def prune_heads(model: nn.Module, ratio: float, importance="weight", *, verbose: bool = False) -> nn.Module:
     """A new model with ``ratio`` of the attention heads of every block removed (the least important ones).
 
     ``importance``: ``"weight"`` (the norm of each head's q/k/v rows and out columns) or a function
     ``(model, group) -> one score per head``, such as ``activation_importance(calibration_images)``.
     ``model`` is not changed. At ratio 0 the new model computes exactly what ``model`` does.
+    ``verbose=True`` prints each layer's width, parameters and FLOPs before -> after.
 
     >>> prune_heads(TinyViT(heads=4), 0.5).blocks[0].attn.heads
     2
     """
-    groups = attention_head_groups(model)
-    return prune_units(model, groups, units_to_keep(model, groups, ratio, importance))
+    return _pruned(model, attention_head_groups(model), ratio, importance, 1, verbose)
 
 
-def prune_mlp_neurons(model: nn.Module, ratio: float, importance="weight", *, round_to: int = 1) -> nn.Module:
+def prune_mlp_neurons(model: nn.Module, ratio: float, importance="weight", *, round_to: int = 1,
+                      verbose: bool = False) -> nn.Module:
     """A new model with ``ratio`` of the hidden neurons of every MLP block removed (the least important ones).
 
-    ``importance`` as in :func:`prune_heads`; ``round_to`` rounds each kept width to a multiple (8 or 16
-    lets CPU kernels use full vector registers). ``model`` is not changed.
+    ``importance`` and ``verbose`` as in :func:`prune_heads`; ``round_to`` rounds each kept width to a
+    multiple (8 or 16 lets CPU kernels use full vector registers). ``model`` is not changed.
 
     >>> prune_mlp_neurons(TinyViT(dim=64, mlp_ratio=2), 0.25).blocks[0].mlp.fc1.out_features
     96
     """
-    groups = mlp_neuron_groups(model)
-    return prune_units(model, groups, units_to_keep(model, groups, ratio, importance, round_to=round_to))
+    return _pruned(model, mlp_neuron_groups(model), ratio, importance, round_to, verbose)

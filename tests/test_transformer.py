@@ -228,6 +228,16 @@ def test_pruned_neurons_equal_the_original_with_those_neurons_zeroed(ratio):
     torch.testing.assert_close(prune_mlp_neurons(model, ratio)(x), pruned(x), rtol=0, atol=0)
 
 
+def test_verbose_prints_the_layer_table(capsys):
+    prune_heads(_model(), 0.5, verbose=True)
+    table = capsys.readouterr().out
+    # q of block 0: 32 -> 16 outputs, (32 + 1) * 32 -> (32 + 1) * 16 parameters
+    assert "| blocks.0.attn.q | Linear | 32 | 32 → 16 | 1,056 → 528 |" in table
+    assert "| blocks.1.attn.out | Linear | 32 → 16 | 32 | 1,056 → 544 |" in table
+    with pytest.raises(TypeError, match="verbose"):
+        prune_mlp_neurons(_model(), 0.5, verbose="yes")
+
+
 def test_round_to_rounds_the_kept_width():
     model = _model()
     # 64 - round(0.3 * 64) = 45 neurons, rounded to a multiple of 16: 48
