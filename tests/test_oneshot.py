@@ -253,8 +253,8 @@ def test_wanda_keeps_existing_masks_and_counts_them():
 # ---------------------------------------------------------------------------------------------
 
 
-def explicit_sparsegpt(weight: torch.Tensor, x: torch.Tensor, sparsity=None, n=None, m=None, blocksize=128):
-    """SparseGPT with percdamp=0 written with explicit sub-Hessian inverses (no Cholesky factor).
+def explicit_sparsegpt(weight: torch.Tensor, H: torch.Tensor, sparsity=None, n=None, m=None, blocksize=128):
+    """SparseGPT on the Hessian ``H`` written with explicit sub-Hessian inverses (no Cholesky factor).
 
     Column c is visited in order; F = {c, ..., d-1} are the columns not yet fixed. The OBS saliency of
     weight (r, c) is w_rc^2 / [H_F^-1]_00 and pruning it adds -w_rc / [H_F^-1]_00 * H_F^-1[:, 0] to
@@ -263,7 +263,6 @@ def explicit_sparsegpt(weight: torch.Tensor, x: torch.Tensor, sparsity=None, n=N
     of m columns (N:M), from the weights as updated so far.
     """
     W = weight.clone()
-    H = 2 * x.T @ x / x.shape[0]
     d = W.shape[1]
     inv = [torch.linalg.inv(H[c:, c:]) for c in range(d)]
     sal_d = torch.tensor([inv[c][0, 0] for c in range(d)], dtype=W.dtype)
@@ -287,15 +286,19 @@ def explicit_sparsegpt(weight: torch.Tensor, x: torch.Tensor, sparsity=None, n=N
     return W, ~prune
 
 
+@pytest.mark.parametrize("percdamp", [0.0, 0.1])
 @pytest.mark.parametrize("kw", [dict(sparsity=0.5, blocksize=4), dict(sparsity=0.5, blocksize=128),
                                 dict(sparsity=0.25, blocksize=8), dict(n=2, m=4, blocksize=8)])
-def test_sparsegpt_equals_an_explicit_obs_sweep(kw):
+def test_sparsegpt_equals_an_explicit_obs_sweep(kw, percdamp):
+    """Same masks and weights as the explicit sweep on the damped Hessian 2 X^T X / n + percdamp * mean(diag) * I."""
     lin = make_linear(16, 5, 10)
     x = correlated_inputs(60, 16, 11)
     stats = collect_input_stats(nn.Sequential(lin), [x])
     dense = lin.weight.detach().clone()
-    sparsegpt_prune(nn.Sequential(lin), stats, percdamp=0.0, **kw)
-    expected_w, expected_keep = explicit_sparsegpt(dense, x, **kw)
+    sparsegpt_prune(nn.Sequential(lin), stats, percdamp=percdamp, **kw)
+    H = 2 * x.T @ x / x.shape[0]
+    H = H + percdamp * H.diagonal().mean() * torch.eye(16, dtype=D)
+    expected_w, expected_keep = explicit_sparsegpt(dense, H, **kw)
     assert torch.equal(get_mask(lin).bool(), expected_keep)
     torch.testing.assert_close(lin.weight.detach(), expected_w, rtol=1e-8, atol=1e-10)
 
