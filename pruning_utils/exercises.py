@@ -1019,8 +1019,10 @@ def check_pies(answer, dense_predictions, pruned_predictions) -> bool:
 
     ``dense_predictions`` and ``pruned_predictions``: predicted labels, one row per model and one column
     per image (the same images in the same order). ``answer``: the PIEs' column indices (any order) or a
-    bool mask over the images. Votes are recounted per image; a tie goes to the smallest label (as
-    ``torch.mode`` does), and an image where either population's vote is tied is accepted either way.
+    bool mask over the images. Votes are recounted per image; a tie goes to the smallest tied label (the
+    notebook's rule: ``argmax`` over vote counts returns the first maximum; ``torch.mode`` documents no tie
+    rule), and an image where either population's vote is tied is accepted either way, since another rule
+    could move it in or out.
     """
     import torch
 
