@@ -127,6 +127,7 @@ class TransformerBlock(nn.Module):
 
     def __init__(self, dim: int, heads: int, hidden: int):
         super().__init__()
+        dim, heads, hidden = check_int(dim, "dim", 1), check_int(heads, "heads", 1), check_int(hidden, "hidden", 1)
         self.norm1 = nn.LayerNorm(dim)
         self.attn = MultiHeadSelfAttention(dim, heads)
         self.norm2 = nn.LayerNorm(dim)
