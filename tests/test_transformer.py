@@ -18,7 +18,9 @@ from pruning_utils.masks import apply_mask, get_mask
 from pruning_utils.models import SmallCNN
 from pruning_utils.training import train
 from pruning_utils.transformer import (
+    MultiHeadSelfAttention,
     TinyViT,
+    TransformerBlock,
     UnitGroup,
     activation_importance,
     attention_head_groups,
@@ -132,6 +134,10 @@ def test_tinyvit_refuses_bad_input_and_bad_settings():
         TinyViT(depth=True)
     with pytest.raises(ValueError, match="mlp_ratio"):
         TinyViT(mlp_ratio=0)
+    with pytest.raises(TypeError, match="dim must be an int"):
+        TransformerBlock(1.5, 2, 4)
+    with pytest.raises(ValueError, match="dim must be divisible by heads"):
+        MultiHeadSelfAttention(10, 4)
 
 
 def test_tinyvit_trains_with_the_course_loop():
