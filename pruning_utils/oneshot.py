@@ -312,12 +312,14 @@ def wanda_scores(layer: nn.Linear, stats: LayerStats) -> torch.Tensor:
     """Wanda's score of every weight: ``|W[i, j]| * ||X_j||_2``, shape of ``layer.weight``.
 
     ``W`` is the weight the forward pass uses (a masked weight is zero); ``||X_j||_2`` is
-    ``stats.col_norm``, broadcast over the output rows. Larger scores are kept.
+    ``stats.col_norm``, broadcast over the output rows. Larger scores are kept. In the weight's dtype,
+    at least float32.
     """
     _check_linear(layer)
     _check_layer_stats(stats, layer, "stats")
     weight = layer.weight.detach()
-    return weight.abs() * stats.col_norm.to(device=weight.device, dtype=weight.dtype)
+    dtype = torch.promote_types(weight.dtype, torch.float32)  # fp16/bf16 weights: scores in float32 (no overflow)
+    return weight.abs().to(dtype) * stats.col_norm.to(device=weight.device, dtype=dtype)
 
 
 def _live_ranked(scores: torch.Tensor, module: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -398,6 +398,21 @@ def test_sparsegpt_dead_inputs_get_zero_weights_as_in_the_reference():
     assert bool(torch.isfinite(lin.weight).all()) and bool((lin.weight[:, 2] == 0).all())
 
 
+def test_half_precision_layers_keep_their_dtype_and_scores_do_not_overflow():
+    x = 500 * correlated_inputs(1000, 16, 27)
+    x16 = x.to(torch.float16)
+    assert bool(torch.isfinite(x16).all()) and float(x16.double().norm(dim=0).max()) > 65504  # > float16's max
+    for prune in (wanda_prune, sparsegpt_prune):
+        lin = make_linear(16, 8, 26).to(torch.float16)
+        dense = lin.weight.detach().double()
+        stats = collect_input_stats(nn.Sequential(lin), [x16])
+        assert stats["0"].col_norm.dtype == torch.float64
+        assert prune(nn.Sequential(lin), stats, sparsity=0.5) == {"0": 0.5}
+        assert lin.weight.dtype == torch.float16 and bool(torch.isfinite(lin.weight).all())
+        if prune is wanda_prune:  # scores in float32, not float16: the same masks as in float64
+            assert torch.equal(get_mask(lin).bool(), brute_force_wanda(dense, x16.double(), sparsity=0.5))
+
+
 def test_pruners_are_all_or_nothing():
     model = nn.Sequential(make_linear(8, 6, 20), nn.ReLU(), make_linear(6, 4, 21))  # 6 inputs: not 2:4-able
     stats = collect_input_stats(model, [correlated_inputs(30, 8, 22)])
