@@ -141,15 +141,15 @@ def test_tinyvit_refuses_bad_input_and_bad_settings():
 
 
 def test_tinyvit_trains_with_the_course_loop():
-    """A few epochs of pruning_utils.training.train on digit-like data beat chance by far (10 classes)."""
+    """15 epochs of pruning_utils.training.train on the digits beat chance (10%) by far (val 0.79-0.84 over seeds 0-2)."""
     torch.manual_seed(0)
     from pruning_utils.data import get_loaders
 
     loaders = get_loaders("quick")
     batches = list(loaders.train)
     model = TinyViT(dim=32, depth=1, heads=2)
-    history = train(model, batches, epochs=6, profile="quick", val_loader=list(loaders.val), progress=False)
-    assert history["val_acc"][-1] > 0.5
+    history = train(model, batches, epochs=15, profile="quick", val_loader=list(loaders.val), progress=False)
+    assert history["val_acc"][-1] > 0.6
     assert history["train_loss"][-1] < history["train_loss"][0]
 
 
