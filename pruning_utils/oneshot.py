@@ -42,10 +42,10 @@ from .checks import check_choice, check_fraction, check_int, check_module, check
 from .config import get_device
 from .masks import (
     WeightMask,
-    _mask_buffer,
     apply_mask,
     apply_nm_sparsity,
     check_layers,
+    get_mask,
     nm_mask,
     prunable_layers,
     smallest_k,
@@ -324,7 +324,7 @@ def wanda_scores(layer: nn.Linear, stats: LayerStats) -> torch.Tensor:
 
 def _live_ranked(scores: torch.Tensor, module: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Scores with already-masked entries at -1 (below every live weight); and the layer's live mask."""
-    live = _mask_buffer(module)
+    live = get_mask(module)
     if live is None:
         return scores, None
     live = live != 0
@@ -493,7 +493,7 @@ def sparsegpt_prune(model: nn.Module, stats, sparsity=None, *, n=None, m=None, l
         checked.append((name, module, layer_stats, _stored_weight(name, module)))
     planned = []
     for name, module, layer_stats, stored in checked:
-        live = _mask_buffer(module)
+        live = get_mask(module)
         new, keep = _sparsegpt_weight(module.weight.detach(), layer_stats.hessian, None if live is None else live != 0,
                                       sparsity, n, m, blocksize, percdamp, name)
         planned.append((module, stored, new, keep))
