@@ -16,6 +16,8 @@ Notebooks import everything from here. One concern per module:
 | ``stats`` | accuracy intervals, paired tests (McNemar), intervals over seeds, the verdict |
 | ``robustness`` | per-class accuracy, input corruptions, calibration (ECE) |
 | ``quantization`` | int8 weights per output channel (torchao's convention), k-means weight sharing |
+| ``oneshot`` | calibration statistics of Linear inputs; one-shot Wanda and SparseGPT pruning (unstructured and N:M) |
+| ``transformer`` | TinyViT (heads addressable: separate q/k/v/out layers); pruning attention heads and MLP neurons |
 | ``sparse_format``, ``csr``, ``spmm`` | sparse checkpoints; CSR Linear layers; the compiled CSR kernel |
 | ``plots``, ``pipeline``, ``course`` | figures; the end-to-end pipeline and CLI (one process or torchrun); running the course, claims per profile |
 | ``exercises`` | the exercises' answer checkers |
@@ -84,6 +86,9 @@ from .flops import count_flops, sparse_flops
 from .latency import compare_latency, measure_latency
 from .sparse_format import checkpoint_sizes, load_sparse, save_sparse
 from .quantization import int8_per_channel, quantize_int8, share_weights
+from .oneshot import LayerStats, collect_input_stats, sparsegpt_prune, wanda_prune, wanda_scores
+from .transformer import (TinyViT, UnitGroup, activation_importance, attention_head_groups, mlp_neuron_groups,
+                          prune_heads, prune_mlp_neurons, prune_units, units_to_keep, weight_norm_importance)
 from .csr import CSRLinear, to_dense_linear, to_sparse_linear
 from .sensitivity import SensitivityScan, sensitivity_scan
 from .metrics import analysis_table, analyze_pruned_model, format_analysis
@@ -102,6 +107,21 @@ _LAZY = {
 }
 
 __all__ = [
+    "LayerStats",
+    "collect_input_stats",
+    "sparsegpt_prune",
+    "wanda_prune",
+    "wanda_scores",
+    "TinyViT",
+    "UnitGroup",
+    "activation_importance",
+    "attention_head_groups",
+    "mlp_neuron_groups",
+    "prune_heads",
+    "prune_mlp_neurons",
+    "prune_units",
+    "units_to_keep",
+    "weight_norm_importance",
     "int8_per_channel",
     "quantize_int8",
     "share_weights",

@@ -56,6 +56,26 @@ def loader(n: int = 32) -> DataLoader:
 
 
 LOADER_BAD = [None, [], "loader", 3, [(torch.zeros(2, 1, 8, 8),)]]
+GROUPS_BAD = [None, "groups", 3, [], ["blocks.0.attn"]]
+
+
+def _mlp_stats():
+    torch.manual_seed(0)
+    model = pu.MLP(16, 4, (8,))
+    return model, pu.collect_input_stats(model, [torch.randn(8, 16)])
+
+
+def _layer_stats(k=16):
+    return pu.LayerStats(n=4, col_norm=torch.ones(k), hessian=torch.eye(k))
+
+
+STATS_BAD = [None, {}, "stats", [1], {"net.fc0": 3}, {"nope": None}, {"nope": _layer_stats()}]
+LAYERS_BAD = [3, ["nope"], [], "nope", [("x", nn.Linear(2, 2))], [3]]
+
+
+def vit() -> nn.Module:
+    torch.manual_seed(0)
+    return pu.TinyViT(dim=16, depth=1, heads=2)
 TINY = pu.get_profile("quick").replace(
     epochs=1, model_kwargs={"in_channels": 1, "num_classes": 10, "widths": (4, 8), "input_size": 8})
 
@@ -123,6 +143,66 @@ CASES = [
     Case("share_weights", lambda: (pu.share_weights, dict(model=cnn(), bits=4)),
          {"model": MODEL_BAD + [nn.ReLU()], "bits": int_bad(1) + [9], "max_iter": int_bad(1),
           "include": [3, ["nope"]], "exclude": [3, ["nope"]]}),
+    Case("TinyViT", lambda: (pu.TinyViT, dict(image_size=8, patch_size=2, in_channels=1, num_classes=10, dim=16,
+                                               depth=1, heads=2, mlp_ratio=2)),
+         {"image_size": int_bad(1) + [7], "patch_size": int_bad(1) + [3], "in_channels": int_bad(1),
+          "num_classes": int_bad(1), "depth": int_bad(1), "dim": int_bad(1) + [15], "heads": int_bad(1) + [3],
+          "mlp_ratio": POSITIVE_BAD},
+         {"image_size": ("patch_size",), "dim": ("heads",), "heads": ("dim",)}),
+    Case("UnitGroup", lambda: (pu.UnitGroup, dict(block="blocks.0.attn", kind="heads", units=2, size=8,
+                                                  producers=["blocks.0.attn.q"], consumers=["blocks.0.attn.out"])),
+         {"block": [None, "", 3], "kind": ["", "filters", 3, True], "units": int_bad(1), "size": int_bad(1),
+          "producers": [3, [3], None], "consumers": [3, [3], None]}),
+    Case("UnitGroup.indices", lambda: (pu.attention_head_groups(vit())[0].indices, dict(units=[0])),
+         {"units": [[2], [-1], [0.5], [], [0, 0], "x", None]}),
+    Case("attention_head_groups", lambda: (pu.attention_head_groups, dict(model=vit())), {"model": MODEL_BAD + [cnn()]}),
+    Case("mlp_neuron_groups", lambda: (pu.mlp_neuron_groups, dict(model=vit())), {"model": MODEL_BAD + [cnn()]}),
+    Case("weight_norm_importance", lambda: (pu.weight_norm_importance,
+                                            dict(model=vit(), group=pu.mlp_neuron_groups(vit())[0])),
+         {"model": MODEL_BAD + [cnn()], "group": [None, "blocks.0.mlp", 3]}),
+    Case("activation_importance", lambda: (pu.activation_importance, dict(inputs=torch.randn(2, 1, 8, 8))),
+         {"inputs": TENSOR_BAD + [torch.zeros(2, 1, 8, 8, dtype=torch.long), torch.full((2, 1, 8, 8), NAN),
+                                  torch.zeros(0, 1, 8, 8)]}),
+    Case("units_to_keep", lambda: (pu.units_to_keep, dict(model=vit(), groups=pu.attention_head_groups(vit()), ratio=0.5,
+                                                          importance="weight", round_to=1)),
+         {"model": MODEL_BAD + [cnn()], "groups": GROUPS_BAD, "ratio": FRACTION_BAD,
+          "importance": ["nonsense", 3, None, lambda m, g: torch.ones(1)], "round_to": int_bad(1)},
+         {"model": ("group",)}),
+    Case("prune_units", lambda: (pu.prune_units, dict(model=vit(), groups=pu.attention_head_groups(vit()),
+                                                      keep={"blocks.0.attn": [1]})),
+         {"model": MODEL_BAD + [cnn()], "groups": GROUPS_BAD,
+          "keep": [None, [1], {}, {"blocks.0.attn": [2]}, {"blocks.0.attn": []}, {"blocks.0.attn": [0.5]},
+                   {"blocks.0.attn": "0"}, {"blocks.9.attn": [0]}]},
+         {"model": ("group",)}),
+    Case("prune_heads", lambda: (pu.prune_heads, dict(model=vit(), ratio=0.5)),
+         {"model": MODEL_BAD + [cnn()], "ratio": FRACTION_BAD, "importance": ["nonsense", 3, None],
+          "verbose": FLAG_BAD}),
+    Case("prune_mlp_neurons", lambda: (pu.prune_mlp_neurons, dict(model=vit(), ratio=0.5)),
+         {"model": MODEL_BAD + [cnn()], "ratio": FRACTION_BAD, "importance": ["nonsense", 3, None],
+          "verbose": FLAG_BAD, "round_to": int_bad(1)}),
+    Case("collect_input_stats", lambda: (pu.collect_input_stats, dict(model=pu.MLP(16, 4, (8,)),
+                                                                      batches=[torch.randn(8, 16)])),
+         {"model": MODEL_BAD + [nn.ReLU()],
+          "batches": [None, [], "x", 3, torch.randn(8, 16), [{"x": 1}], [3], [torch.full((2, 16), NAN)],
+                      [torch.randn(2, 5)], [torch.ones(2, 16, dtype=torch.long)], iter([])],
+          "layers": LAYERS_BAD, "device": ["nonsense", 3, True]}),
+    Case("LayerStats", lambda: (pu.LayerStats, dict(n=4, col_norm=torch.ones(3), hessian=torch.eye(3))),
+         {"n": int_bad(1),
+          "col_norm": TENSOR_BAD + [torch.ones(3, 1), torch.tensor([1.0, NAN, 1.0]), torch.tensor([-1.0, 1, 1]),
+                                    torch.ones(3, dtype=torch.long), torch.ones(0)],
+          "hessian": TENSOR_BAD + [torch.eye(2), torch.ones(3), torch.full((3, 3), INF)]}),
+    Case("wanda_scores", lambda: (pu.wanda_scores, dict(layer=nn.Linear(16, 8), stats=_layer_stats())),
+         {"layer": MODEL_BAD + [nn.Conv2d(1, 1, 1), nn.Linear(4, 8)], "stats": [None, {}, "x", _layer_stats(4)]}),
+    Case("wanda_prune", lambda: (pu.wanda_prune, dict(zip(("model", "stats"), _mlp_stats()), sparsity=0.5)),
+         {"model": MODEL_BAD + [nn.ReLU(), pu.MLP(8, 4, (8,))], "stats": STATS_BAD, "sparsity": FRACTION_BAD,
+          "layers": LAYERS_BAD, "score": CHOICE_BAD, "comparison": CHOICE_BAD, "n": [2], "m": [4]}),
+    Case("wanda_prune.nm", lambda: (pu.wanda_prune, dict(zip(("model", "stats"), _mlp_stats()), n=2, m=4)),
+         {"n": int_bad(1) + [5], "m": int_bad(1) + [3], "sparsity": [0.5], "comparison": ["layer"]}),
+    Case("sparsegpt_prune", lambda: (pu.sparsegpt_prune, dict(zip(("model", "stats"), _mlp_stats()), sparsity=0.5)),
+         {"model": MODEL_BAD + [nn.ReLU(), pu.MLP(8, 4, (8,))], "stats": STATS_BAD, "sparsity": FRACTION_BAD,
+          "layers": LAYERS_BAD, "blocksize": int_bad(1), "percdamp": [NAN, INF, -1.0, True, "0.01", [0.01]]}),
+    Case("sparsegpt_prune.nm", lambda: (pu.sparsegpt_prune, dict(zip(("model", "stats"), _mlp_stats()), n=2, m=4)),
+         {"n": int_bad(1) + [5], "m": int_bad(1) + [3], "blocksize": [6], "sparsity": [0.5]}),
     Case("semi_structured_bytes", lambda: (pu.semi_structured_bytes, dict(n_rows=32, n_cols=64)),
          {"n_rows": int_bad(1) + [10], "n_cols": int_bad(1) + [100], "dtype": [None, "float16", torch.float64, 3]}),
     Case("check_layers", lambda: (pu.check_layers, dict(layers=pu.prunable_layers(cnn()))),
