@@ -126,6 +126,7 @@ BUDGETS = {
     "gradual_epochs": (6, "training epochs of a gradual pruning run (notebook 07)"),
     "population": (5, "dense models trained from scratch for a population of models (notebook 12): each is a "
                       "whole baseline run"),
+    "transformer_epochs": (40, "training epochs of the TinyViT baseline (notebook 13)"),
 }
 
 
@@ -254,7 +255,7 @@ PROFILES: dict[str, Profile] = {
         channels_last=True,
         check_claims=False,  # not yet measured on CIFAR-10 at these sizes
         budgets={"seeds": 3, "more_seeds": 3, "mask_seeds": 5, "iterative_epochs": 8, "distill_epochs": 4,
-                 "gradual_epochs": 8, "population": 3},
+                 "gradual_epochs": 8, "population": 3, "transformer_epochs": 30},
     ),
     # Renda et al. 2020 / He et al. 2016 recipe for ResNet-56 on CIFAR-10: SGD 0.1, momentum 0.9,
     # weight decay 1e-4, batch 128, 182 epochs, LR x0.1 at epochs 91 and 136. Hours on one GPU.
@@ -272,7 +273,7 @@ PROFILES: dict[str, Profile] = {
         num_workers=2,
         check_claims=False,  # the notebooks' claims are not measured at these sizes
         budgets={"seeds": 3, "more_seeds": 5, "mask_seeds": 10, "iterative_epochs": 60, "distill_epochs": 40,
-                 "gradual_epochs": 91, "population": 3},
+                 "gradual_epochs": 91, "population": 3, "transformer_epochs": 100},
     ),
     # The GPU profile's code path (CIFAR-10 files, a ResNet, the device loader, bf16 autocast,
     # channels_last) at toy size, so CI runs it on a CPU; it checks that things execute, not accuracy.
@@ -294,7 +295,7 @@ PROFILES: dict[str, Profile] = {
         channels_last=True,
         check_claims=False,
         budgets={"seeds": 2, "more_seeds": 2, "mask_seeds": 2, "iterative_epochs": 2, "distill_epochs": 1,
-                 "gradual_epochs": 1, "population": 2},
+                 "gradual_epochs": 1, "population": 2, "transformer_epochs": 1},
     ),
 }
 PROFILES["full"] = PROFILES["paper"].replace(name="full")  # the name earlier versions of the course used

@@ -178,10 +178,18 @@ def cifar_resnet(depth: int = 20, num_classes: int = 10, **kwargs) -> CifarResNe
     return CifarResNet(depth=depth, num_classes=num_classes, **kwargs)
 
 
-MODELS = {"small_cnn": SmallCNN, "mlp": MLP, "cifar_resnet": cifar_resnet}
+def tiny_vit(**kwargs) -> nn.Module:
+    """The course's small vision transformer, :class:`pruning_utils.transformer.TinyViT` (defined there,
+    beside its head and neuron pruning; imported on first use, since that module builds on this one)."""
+    from .transformer import TinyViT
+
+    return TinyViT(**kwargs)
+
+
+MODELS = {"small_cnn": SmallCNN, "mlp": MLP, "cifar_resnet": cifar_resnet, "tiny_vit": tiny_vit}
 
 
 def build_model(name: str, **kwargs) -> nn.Module:
-    """Build a model by name (``small_cnn``, ``mlp``, ``cifar_resnet``)."""
+    """Build a model by name (``small_cnn``, ``mlp``, ``cifar_resnet``, ``tiny_vit``)."""
     check_choice(name, "name (the model)", sorted(MODELS))
     return MODELS[name](**kwargs)

@@ -59,8 +59,17 @@ def test_cifar_resnet_depth_and_input_checks():
 
 
 def test_build_model_by_name():
+    from pruning_utils import TinyViT, get_profile
+    from pruning_utils.training import build_model_for
+
     assert isinstance(build_model("mlp", in_features=64), MLP)
-    with pytest.raises(ValueError, match=r"name \(the model\) must be one of 'cifar_resnet', 'mlp', 'small_cnn'; got 'vgg'"):
+    vit = build_model("tiny_vit", dim=16, depth=1, heads=2)
+    assert isinstance(vit, TinyViT) and vit(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+    # a profile can name the transformer: the baseline, its cache and the training loop follow
+    profile = get_profile("quick").replace(model="tiny_vit", model_kwargs={"dim": 16, "depth": 1, "heads": 2})
+    assert isinstance(build_model_for(profile), TinyViT)
+    with pytest.raises(ValueError, match=r"name \(the model\) must be one of 'cifar_resnet', 'mlp', 'small_cnn', "
+                                         r"'tiny_vit'; got 'vgg'"):
         build_model("vgg")
 
 
