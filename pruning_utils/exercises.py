@@ -1087,3 +1087,171 @@ def check_pies(answer, dense_predictions, pruned_predictions) -> bool:
                 + (f" (e.g. {extra[:5]})" if extra else ""))
     note = f"; {len(tied)} images have a tied vote and count either way" if tied else ""
     return _report(ok, f"{len(pies)} PIEs among {n} images{note}", hint)
+
+
+# --- notebook 13 ---------------------------------------------------------------------------------------
+
+__all__ += ["check_wanda_scores", "check_heads_params_removed", "check_wanda_nm_keep"]
+
+
+def _float_matrix(value, name: str):
+    """``value`` as a finite float64 2-D tensor (a tensor or nested lists), else a clear error."""
+    import torch
+
+    from .checks import check_tensor
+
+    if not isinstance(value, torch.Tensor):
+        try:
+            value = torch.as_tensor(value, dtype=torch.float64)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise TypeError(f"{name} must be a 2-D tensor or a list of rows of numbers; got {type(value).__name__}") from exc
+    check_tensor(value, name, finite=True, nonempty=True)
+    if value.is_complex() or value.dtype == torch.bool:
+        raise TypeError(f"{name} must hold real numbers; got dtype {value.dtype}")
+    return value.detach().cpu().to(torch.float64)
+
+
+def check_wanda_scores(answer, weight, inputs) -> bool:
+    """Exercise 13.1: Wanda's score of every weight of a layer ``weight`` (out x in) for calibration ``inputs``.
+
+    ``inputs``: rows of length ``in`` (shape ``(..., in)``: every leading index, image or token, is one row).
+    Recomputed here in plain Python: ``score[i][j] = |weight[i][j]| * sqrt(sum over rows r of inputs[r][j]**2)``.
+    ``answer``: a tensor or nested list of ``weight``'s shape; right within a relative 1e-6.
+    """
+    weight, inputs, answer = _float_matrix(weight, "weight"), _float_matrix(inputs, "inputs"), _float_matrix(answer, "answer")
+    if weight.dim() != 2:
+        raise ValueError(f"weight must be 2-D (out_features x in_features); got shape {tuple(weight.shape)}")
+    n_in = weight.shape[1]
+    if inputs.shape[-1] != n_in:
+        raise ValueError(f"inputs must have {n_in} features in the last dimension (weight has {n_in} inputs); "
+                         f"got shape {tuple(inputs.shape)}")
+    if tuple(answer.shape) != tuple(weight.shape):
+        raise ValueError(f"answer must have weight's shape {tuple(weight.shape)} (one score per weight); "
+                         f"got {tuple(answer.shape)}")
+    rows = inputs.reshape(-1, n_in).tolist()
+    norms = [sum(r[j] ** 2 for r in rows) ** 0.5 for j in range(n_in)]
+    right = [[abs(w) * norms[j] for j, w in enumerate(row)] for row in weight.tolist()]
+
+    def same(a, b) -> bool:
+        return all(abs(x - y) <= 1e-6 * max(1.0, abs(y)) for ra, rb in zip(a, b) for x, y in zip(ra, rb))
+
+    got = answer.tolist()
+    squared = [[abs(w) * norms[j] ** 2 for j, w in enumerate(row)] for row in weight.tolist()]
+    signed = [[w * norms[j] for j, w in enumerate(row)] for row in weight.tolist()]
+    mean_abs = [sum(abs(r[j]) for r in rows) / len(rows) for j in range(n_in)]
+    by_mean = [[abs(w) * mean_abs[j] for j, w in enumerate(row)] for row in weight.tolist()]
+    if same(got, squared):
+        hint = "that multiplies by the squared norm; Wanda uses the L2 norm ||X_j||_2 itself (the square root)"
+    elif same(got, signed):
+        hint = "the score uses |W[i, j]|, the weight's absolute value"
+    elif same(got, by_mean):
+        hint = "that is the mean |x_j|; Wanda's statistic is the L2 norm over all rows, sqrt(sum of x_j**2)"
+    elif same(got, [[abs(w) for w in row] for row in weight.tolist()]):
+        hint = "that is magnitude alone; multiply each column j by the norm of input feature j"
+    else:
+        hint = ("feature j's norm is taken over every input row (image x token), down column j of the inputs; "
+                "score[i, j] = |W[i, j]| times the norm of column j")
+    text = "[" + ", ".join(f"{v:.4g}" for v in norms) + "]"
+    return _report(same(got, right), f"the input-feature norms are {text}; each weight's score is |w| times its column's norm",
+                   hint)
+
+
+def check_heads_params_removed(answer, dim: int = 64, heads: int = 4, k: int = 1) -> bool:
+    """Exercise 13.2: parameters removed from one TinyViT attention block by pruning ``k`` of its ``heads`` heads.
+
+    Recounted here by building the block (``MultiHeadSelfAttention(dim, heads)``), removing ``k`` heads with
+    :func:`pruning_utils.transformer.prune_units` and counting every parameter (weights and biases) before
+    and after.
+    """
+    from torch import nn
+
+    from .checks import check_int
+    from .transformer import MultiHeadSelfAttention, attention_head_groups, prune_units
+
+    answer = check_int(answer, "answer", 0)
+    dim, heads = check_int(dim, "dim", 1), check_int(heads, "heads", 1)
+    k = check_int(k, "k", 0)
+    if dim % heads:
+        raise ValueError(f"dim must be divisible by heads (each head gets dim // heads features); got dim={dim}, heads={heads}")
+    if k >= heads:
+        raise ValueError(f"k must be smaller than heads (at least one head stays); got k={k}, heads={heads}")
+
+    class Block(nn.Module):  # the attention module, where attention_head_groups looks for it
+        def __init__(self):
+            super().__init__()
+            self.attn = MultiHeadSelfAttention(dim, heads)
+
+    block = Block()
+    small = prune_units(block, attention_head_groups(block), {"attn": list(range(heads - k))})
+    count = lambda m: sum(p.numel() for p in m.parameters())
+    right = count(block) - count(small)
+    head_dim = dim // heads
+    if answer == 4 * k * head_dim * dim:
+        hint = "that counts the weights only: q, k and v also lose the biases of the removed heads' rows"
+    elif answer == k * head_dim * (3 * dim + 3):
+        hint = "out loses the removed heads' columns too (its bias stays: out's outputs are not pruned)"
+    elif answer == k * head_dim * (4 * dim + 4):
+        hint = "out's bias belongs to its outputs, which stay; only q, k and v lose biases"
+    else:
+        hint = (f"a head owns {head_dim} rows of q, k and v (weights and biases) and {head_dim} columns of out's "
+                f"{dim}-row weight")
+    return _report(answer == right, f"{right:,} parameters removed ({count(block):,} -> {count(small):,})", hint)
+
+
+def check_wanda_nm_keep(answer, weights, col_norm, n: int = 2, m: int = 4) -> bool:
+    """Exercise 13.3: which weights of one row a Wanda ``n:m`` mask keeps, given the input-feature norms.
+
+    ``weights``: one output row (1-D); ``col_norm``: ``||X_j||_2`` for each of its inputs. In every group of
+    ``m`` consecutive inputs the ``n`` largest ``|w_j| * col_norm[j]`` are kept (of equal scores the lower
+    index). ``answer``: the kept indices (a list or 1-D integer tensor, any order) or a bool mask.
+    Recomputed here in plain Python.
+    """
+    import torch
+
+    from .checks import check_int, check_tensor
+
+    n, m = check_int(n, "n", 1), check_int(m, "m", 1)
+    if n > m:
+        raise ValueError(f"n must be <= m (n kept of every m weights); got n={n}, m={m}")
+    w = _float_matrix(weights, "weights")
+    norms = _float_matrix(col_norm, "col_norm")
+    if w.dim() != 1 or norms.dim() != 1 or w.numel() != norms.numel():
+        raise ValueError(f"weights and col_norm must be 1-D of the same length (one norm per input); got shapes "
+                         f"{tuple(w.shape)} and {tuple(norms.shape)}")
+    if bool((norms < 0).any()):
+        raise ValueError("col_norm holds negative values; norms are >= 0")
+    size = w.numel()
+    if size % m:
+        raise ValueError(f"weights has {size} inputs, not a multiple of m={m}")
+    if isinstance(answer, torch.Tensor) and answer.dtype == torch.bool or (
+            isinstance(answer, (list, tuple)) and answer and all(isinstance(a, bool) for a in answer)):
+        flags = check_tensor(answer, "answer").tolist() if isinstance(answer, torch.Tensor) else list(answer)
+        if len(flags) != size:
+            raise ValueError(f"answer as a bool mask must have one entry per weight ({size}); got {len(flags)}")
+        chosen = [i for i, f in enumerate(flags) if f]
+    else:
+        chosen = _int_vector(answer, "answer") if not isinstance(answer, (list, tuple)) or answer else []
+        if any(not 0 <= i < size for i in chosen) or len(set(chosen)) != len(chosen):
+            raise ValueError(f"answer must hold distinct weight indices in [0, {size}); got {sorted(chosen)}")
+    chosen = set(chosen)
+
+    def top(scores):
+        kept = set()
+        for start in range(0, size, m):
+            group = sorted(range(start, start + m), key=lambda j: (-scores[j], j))
+            kept.update(group[:n])
+        return kept
+
+    wl, nl = w.tolist(), norms.tolist()
+    right = top([abs(a) * b for a, b in zip(wl, nl)])
+    if chosen == right:
+        hint = ""
+    elif chosen == top([abs(a) for a in wl]):
+        hint = "that is what magnitude keeps; Wanda ranks |w_j| times the norm of input j"
+    elif len(chosen) == len(right) and chosen == set(sorted(range(size), key=lambda j: (-abs(wl[j]) * nl[j], j))[:len(right)]):
+        hint = f"that keeps the best half of the whole row; N:M keeps {n} of every group of {m} consecutive weights"
+    elif chosen == set(range(size)) - right:
+        hint = "those are the weights the mask removes; the answer is the kept ones"
+    else:
+        hint = f"score each weight |w_j| * col_norm[j], then keep the {n} highest of each group of {m} consecutive inputs"
+    return _report(chosen == right, f"kept: {sorted(right)}", hint)
