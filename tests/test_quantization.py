@@ -259,3 +259,15 @@ def test_fp16_with_quantized_values_is_refused(tmp_path):
         pu.save_sparse(_model(), tmp_path / "m.pt", fp16=True, values="int8")
     with pytest.raises(ValueError, match="values"):
         pu.save_sparse(_model(), tmp_path / "m.pt", values="int4")
+
+
+def test_nearest_centroid_by_binary_search_equals_argmin_over_all_centroids():
+    from pruning_utils.quantization import _nearest
+
+    g = torch.Generator().manual_seed(0)
+    for k in (1, 2, 7, 256):
+        centroids = torch.sort(torch.randn(k, generator=g, dtype=torch.float64)).values
+        values = torch.cat([torch.randn(2000, generator=g, dtype=torch.float64) * 2,
+                            centroids, (centroids[1:] + centroids[:-1]) / 2])  # on centroids and on midpoints
+        expected = (values[:, None] - centroids[None, :]).abs().argmin(dim=1)
+        assert torch.equal(_nearest(values, centroids), expected), k
