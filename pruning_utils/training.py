@@ -661,8 +661,17 @@ def train_baseline(
     seed_everything(prof.seed)
     model = build_model_for(prof)
     loaders = get_loaders(prof)
-    history = train(model, loaders.train, profile=prof, val_loader=loaders.val, device=device,
-                    progress=progress, desc=f"baseline ({prof.name})")
+    # The cached baseline is the same whoever trains it: under the profile's thread count (the quick
+    # profile's one thread), not the caller's (a notebook sets it in its first cell, a script may not;
+    # float sums over other thread counts round differently and train a different model).
+    threads = torch.get_num_threads()
+    if prof.num_threads:
+        torch.set_num_threads(prof.num_threads)
+    try:
+        history = train(model, loaders.train, profile=prof, val_loader=loaders.val, device=device,
+                        progress=progress, desc=f"baseline ({prof.name})")
+    finally:
+        torch.set_num_threads(threads)
     test_acc = evaluate(model, loaders.test, device=device)["accuracy"]
     val_acc = history["val_acc"][-1] if history["val_acc"] else evaluate(model, loaders.val, device=device)["accuracy"]
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}

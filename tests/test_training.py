@@ -480,3 +480,26 @@ def test_recalibrate_batchnorm_refuses_bad_input_and_changes_nothing_on_failure(
         recalibrate_batchnorm(model, bad, batches=None)
     assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())  # all or nothing
     assert model.bn.momentum == 0.3 and model.training
+
+
+def test_baseline_trains_under_the_profiles_thread_count_whoever_calls(monkeypatch):
+    """The cached baseline must not depend on the caller's torch thread count (a notebook's first cell
+    sets the profile's, a script may not): train_baseline trains under the profile's own, then restores."""
+    import pruning_utils.training as training
+
+    seen = []
+    real_train = training.train
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train", spy)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        profile = TINY.replace(epochs=1, num_threads=1)
+        train_baseline(profile, retrain=True, progress=False)
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(previous)
