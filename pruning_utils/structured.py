@@ -96,13 +96,15 @@ def bn_scale_importance(layer: nn.Module, bn: nn.Module | None = None) -> torch.
 IMPORTANCE: dict[str, Callable] = {"l1": l1_importance, "l2": l2_importance, "bn_scale": bn_scale_importance}
 
 
-def _criterion(importance) -> Callable:
+def _criterion(importance, table: dict | None = None, signature: str = "(layer, bn) -> scores") -> Callable:
+    """The importance function: ``importance`` itself if callable, else its entry in ``table`` (the
+    named criteria; default this module's :data:`IMPORTANCE`); anything else is refused, listing both."""
+    table = IMPORTANCE if table is None else table
     if callable(importance):
         return importance
-    if isinstance(importance, str) and importance in IMPORTANCE:
-        return IMPORTANCE[importance]
-    raise ValueError(f"importance must be one of {sorted(IMPORTANCE)} or a function (layer, bn) -> scores; "
-                     f"got {importance!r}")
+    if isinstance(importance, str) and importance in table:
+        return table[importance]
+    raise ValueError(f"importance must be one of {sorted(table)} or a function {signature}; got {importance!r}")
 
 
 def channels_to_keep(total: int, prune_ratio: float, round_to: int = 1) -> int:

@@ -39,6 +39,7 @@ from torch import nn
 from .checks import (check_choice, check_flag, check_fraction, check_int, check_module, check_name, check_names, check_positive,
                      check_tensor)
 from .models import _check_input
+from . import structured
 from .structured import _check_keep, _rebuild, _set_module, _top, channels_to_keep, structure_report
 
 __all__ = [
@@ -405,12 +406,8 @@ IMPORTANCE = {"weight": weight_norm_importance}
 
 
 def _criterion(importance) -> Callable:
-    if callable(importance):
-        return importance
-    if isinstance(importance, str) and importance in IMPORTANCE:
-        return IMPORTANCE[importance]
-    raise ValueError(f"importance must be 'weight' or a function (model, group) -> one score per unit, such as "
-                     f"activation_importance(inputs); got {importance!r}")
+    return structured._criterion(importance, IMPORTANCE, "(model, group) -> one score per unit, such as "
+                                                         "activation_importance(inputs)")
 
 
 # ---------------------------------------------------------------------------------------------
