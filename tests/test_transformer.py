@@ -367,7 +367,7 @@ def test_models_without_such_blocks_and_bad_arguments_are_refused():
     with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
         attention_head_groups("vit")
     model = _model()
-    with pytest.raises(ValueError, match="importance must be one of \['weight'\] or a function"):
+    with pytest.raises(ValueError, match=r"importance must be one of \['weight'\] or a function"):
         prune_heads(model, 0.5, importance="l1")
     with pytest.raises(ValueError, match=r"one score per unit of group 'blocks.0.attn', shape \(4,\)"):
         prune_heads(model, 0.5, importance=lambda m, g: torch.ones(3))
