@@ -10,6 +10,7 @@ torch, ZeroDivisionError, ...), a silent return, or a hang (> 30 s) fails the ca
 from __future__ import annotations
 
 import math
+import re
 import signal
 import tempfile
 from dataclasses import dataclass, field
@@ -445,6 +446,7 @@ def _arguments():
         for arg, values in case.bad.items():
             for i, value in enumerate(values):
                 text = repr(value) if not callable(value) or isinstance(value, nn.Module) else "fn"
+                text = re.sub(r" at 0x[0-9a-f]+", "", text)  # the same id in every process (pytest-xdist)
                 yield pytest.param(case, arg, value, id=f"{case.label}-{arg}-{i}:{text[:30]}")
 
 
