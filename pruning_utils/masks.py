@@ -253,6 +253,22 @@ def _stored_weights(module: nn.Module):
                 yield pname, original
 
 
+def _weight_storage(module: nn.Module, name: str = "layer") -> torch.Tensor:
+    """The tensor holding ``module``'s weight values: ``weight``, or a masked weight's ``original``.
+
+    Code that rewrites weight values in place (SparseGPT's update, quantization) writes here, so a
+    layer keeps its mask. Any other parametrization of the weight is refused: its ``original`` is not
+    the effective weight, and writing the effective values into it would be wrong.
+    """
+    if not parametrize.is_parametrized(module, "weight"):
+        return module.weight
+    plist = module.parametrizations["weight"]
+    if len(plist) != 1 or not isinstance(plist[0], WeightMask):
+        raise ValueError(f"layer {name!r} has a parametrization other than the course's mask on its weight: its "
+                         "values cannot be rewritten through it (make_permanent(model) first)")
+    return plist.original
+
+
 def _storage_key(tensor: torch.Tensor):
     """Where the tensor's memory lives (shared by views and aliases), or None when it has none (empty, meta).
 

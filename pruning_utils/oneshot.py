@@ -36,12 +36,12 @@ from typing import Iterable
 
 import torch
 from torch import nn
-from torch.nn.utils import parametrize
 
 from .checks import check_choice, check_fraction, check_int, check_module, check_non_negative, check_tensor
 from .config import get_device
+from .training import _model_device
 from .masks import (
-    WeightMask,
+    _weight_storage,
     apply_mask,
     apply_nm_sparsity,
     check_layers,
@@ -98,12 +98,6 @@ class LayerStats:
 # ---------------------------------------------------------------------------------------------
 # Calibration
 # ---------------------------------------------------------------------------------------------
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")
 
 
 def _select_linears(model: nn.Module, layers, arg: str = "layers") -> list[tuple[str, nn.Module]]:
@@ -388,17 +382,6 @@ def wanda_prune(model: nn.Module, stats=None, sparsity=None, *, n=None, m=None, 
 # ---------------------------------------------------------------------------------------------
 
 
-def _stored_weight(name: str, module: nn.Module) -> torch.Tensor:
-    """The tensor holding ``module``'s weight values: ``weight``, or a masked weight's ``original``."""
-    if not parametrize.is_parametrized(module, "weight"):
-        return module.weight
-    plist = module.parametrizations["weight"]
-    if len(plist) != 1 or not isinstance(plist[0], WeightMask):
-        raise ValueError(f"layer {name!r} has a parametrization other than the course's mask on its weight: "
-                         "SparseGPT cannot write updated weights through it (make_permanent(model) first)")
-    return plist.original
-
-
 @torch.no_grad()
 def _sparsegpt_weight(weight: torch.Tensor, hessian: torch.Tensor, live: torch.Tensor | None, sparsity, n, m,
                       blocksize: int, percdamp: float, name: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -490,7 +473,7 @@ def sparsegpt_prune(model: nn.Module, stats, sparsity=None, *, n=None, m=None, l
             _check_nm_width(name, module, m)
         if not bool(torch.isfinite(module.weight.detach()).all()):
             raise ValueError(f"layer {name!r} has NaN or inf weights")
-        checked.append((name, module, layer_stats, _stored_weight(name, module)))
+        checked.append((name, module, layer_stats, _weight_storage(module, name)))
     planned = []
     for name, module, layer_stats, stored in checked:
         live = get_mask(module)

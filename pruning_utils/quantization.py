@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from .checks import check_int
-from .masks import _mask_module, prunable_layers
+from .masks import _weight_storage, prunable_layers
 
 __all__ = ["int8_per_channel", "quantize_int8", "share_weights"]
 
@@ -80,12 +80,6 @@ def _int8_stored(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return codes, scales
 
 
-def _write_weight(module: nn.Module, value: torch.Tensor) -> None:
-    """Set the layer's effective weight to ``value`` (a masked layer keeps its mask: ``original`` is set)."""
-    target = module.parametrizations.weight.original if _mask_module(module) is not None else module.weight
-    target.copy_(value.to(target.dtype))
-
-
 @torch.no_grad()
 def quantize_int8(model: nn.Module, include=None, exclude=None) -> dict[str, float]:
     """Round every prunable layer's weight to its int8 grid (:func:`int8_per_channel`), in place.
@@ -103,10 +97,10 @@ def quantize_int8(model: nn.Module, include=None, exclude=None) -> dict[str, flo
             codes, scales = _int8_stored(weight)  # a row already on its int8 grid stays as it is
         except ValueError as exc:
             raise ValueError(f"layer {name!r}: {exc}") from None
-        planned.append((name, module, weight.clone(), _dequantize(codes, scales)))
+        planned.append((name, _weight_storage(module, name), weight.clone(), _dequantize(codes, scales)))
     report = {}
-    for name, module, before, after in planned:  # all checked first, then written: all or nothing
-        _write_weight(module, after)
+    for name, stored, before, after in planned:  # all checked first, then written: all or nothing
+        stored.copy_(after.to(stored.dtype))
         peak = before.abs().max().item()
         report[name] = (before.float() - after).abs().max().item() / peak if peak > 0 else 0.0
     return report
@@ -176,8 +170,8 @@ def share_weights(model: nn.Module, bits: int, include=None, exclude=None, *, ma
             centroids, labels = _kmeans_1d(flat[live], k, max_iter)
             shared = flat.clone()
             shared[live] = centroids[labels]
-            planned.append((module, shared.reshape(weight.shape).to(weight.device)))
-    for module, shared in planned:
-        _write_weight(module, shared)
+            planned.append((_weight_storage(module, name), shared.reshape(weight.shape).to(weight.device)))
+    for stored, shared in planned:
+        stored.copy_(shared.to(stored.dtype))
     return {name: int(torch.unique(module.weight.detach()[module.weight.detach() != 0]).numel())
             for name, module in layers}

@@ -271,3 +271,20 @@ def test_nearest_centroid_by_binary_search_equals_argmin_over_all_centroids():
                             centroids, (centroids[1:] + centroids[:-1]) / 2])  # on centroids and on midpoints
         expected = (values[:, None] - centroids[None, :]).abs().argmin(dim=1)
         assert torch.equal(_nearest(values, centroids), expected), k
+
+
+def test_quantizers_refuse_a_weight_under_another_parametrization_and_write_nothing():
+    """Writing the effective values into the ``original`` of a foreign parametrization would be wrong."""
+    from torch.nn.utils import parametrize
+
+    class Double(nn.Module):
+        def forward(self, w):
+            return 2 * w
+
+    for quantize in (pu.quantize_int8, lambda m: pu.share_weights(m, 2)):
+        model = _model()
+        parametrize.register_parametrization(model.fc, "weight", Double())
+        before = _weights(model)
+        with pytest.raises(ValueError, match="'fc'.*parametrization"):
+            quantize(model)
+        assert all(torch.equal(before[n], w) for n, w in _weights(model).items())
