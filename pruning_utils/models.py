@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import torch
+import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
@@ -16,8 +17,16 @@ from .checks import check_choice, check_int, check_numbers
 __all__ = ["SmallCNN", "MLP", "cifar_resnet", "BasicBlock", "CifarResNet", "build_model", "MODELS"]
 
 
+def _tracing(x) -> bool:
+    """True while ``torch.fx`` traces the model (``x`` is a Proxy): the input checks are skipped then, so
+    the model stays traceable; in eager mode they run as before."""
+    return isinstance(x, torch.fx.Proxy)
+
+
 def _check_input(x: torch.Tensor, expected: tuple[int, ...], model: str) -> None:
     """Raise a clear error when ``x`` is not a batch of ``expected``-shaped samples."""
+    if _tracing(x):
+        return
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{model} expects a torch.Tensor input; got {type(x).__name__}")
     if x.dim() != len(expected) + 1 or tuple(x.shape[1:]) != expected:
@@ -89,6 +98,8 @@ class MLP(nn.Sequential):
         self.in_features = in_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _tracing(x):
+            return super().forward(x)
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"MLP expects a torch.Tensor input; got {type(x).__name__}")
         if x.dim() < 2 or x[0].numel() != self.in_features:
@@ -161,7 +172,7 @@ class CifarResNet(nn.Module):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != self.in_channels:
+        if not _tracing(x) and (not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != self.in_channels):
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(f"CifarResNet expects input of shape (batch, {self.in_channels}, H, W); got {shape}")
         out = F.relu(self.bn1(self.conv1(x)))
