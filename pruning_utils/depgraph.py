@@ -163,7 +163,7 @@ class _Labels:
 
 
 def _tree_map(fn, value):
-    if isinstance(value, (tuple, list)):
+    if isinstance(value, (tuple, list)) and not isinstance(value, torch.Size):
         return type(value)(_tree_map(fn, v) for v in value) if not hasattr(value, "_fields") else \
             type(value)(*(_tree_map(fn, v) for v in value))
     if isinstance(value, dict):
@@ -172,9 +172,13 @@ def _tree_map(fn, value):
 
 
 def _tensors(value) -> list:
-    out = []
-    _tree_map(lambda v: out.append(v) if isinstance(v, torch.Tensor) else None, value)
-    return out
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in _tensors(v)]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _tensors(v)]
+    return []
 
 
 def _dims(dim, ndim: int) -> list[int]:
@@ -358,13 +362,17 @@ class DependencyGraph:
         kwargs = fx.node.map_arg(node.kwargs, value_of)
         largs = fx.node.map_arg(node.args, label_of)
         lkwargs = fx.node.map_arg(node.kwargs, label_of)
-        if node.op == "call_module":
-            module = self._modules[node.target]
-            value = module(*args, **kwargs)
-        elif node.op == "call_function":
-            value = node.target(*args, **kwargs)
-        else:
-            value = getattr(args[0], node.target)(*args[1:], **kwargs)
+        try:
+            if node.op == "call_module":
+                value = self._modules[node.target](*args, **kwargs)
+            elif node.op == "call_function":
+                value = node.target(*args, **kwargs)
+            else:
+                value = getattr(args[0], node.target)(*args[1:], **kwargs)
+        except Exception as exc:  # noqa: BLE001 - the model's own forward failed on this input
+            raise ValueError(f"example_input of shape {self.input_size} does not fit {type(self.model).__name__}: "
+                             f"{self._where(node)} raised {type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else ''}"[:600]) from None
         if not _tensors(value):
             if node.op == "call_function" and node.target is operator.getitem and isinstance(largs[0], (tuple, list)):
                 return value, largs[0][args[1]]
