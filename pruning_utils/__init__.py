@@ -81,6 +81,7 @@ from .iterative import IterativePruner, per_iteration_rate, sparsity_schedule
 from .rewinding import LRRewindPruner, iterative_targets
 from .unstructured import SimplePruner, ThresholdPruner
 from .structured import StructuredPruner, find_channel_groups, fold_batchnorm, prune_resnet, prune_simple_cnn
+from .depgraph import DependencyGraph, prune_graph
 from .params import count_parameters, plain_state_dict
 from .flops import count_flops, sparse_flops
 from .latency import compare_latency, measure_latency
@@ -212,6 +213,7 @@ __all__ = [
     "Profile",
     "PROFILES",
     "prunable_layers",
+    "prune_graph",
     "prune_resnet",
     "prune_simple_cnn",
     "pruning_steps",
@@ -234,6 +236,7 @@ __all__ = [
     "sparsity",
     "sparsity_schedule",
     "StructuredPruner",
+    "DependencyGraph",
     "ThresholdPruner",
     "to_dense_linear",
     "to_sparse_linear",

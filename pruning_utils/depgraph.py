@@ -275,8 +275,10 @@ class DependencyGraph:
                 raise ValueError(f"example_input (or input_size) is needed to trace {type(model).__name__}, "
                                  f"e.g. example_input=torch.randn(1, 3, 32, 32)")
             example_input = _zeros_input(model, size)
+            self._input_arg = f"input_size={size}"
         else:
             check_tensor(example_input, "example_input", floating=True, nonempty=True)
+            self._input_arg = f"example_input of shape {tuple(example_input.shape)}"
         self.model = model
         self.example_input = example_input
         self.input_size = tuple(example_input.shape)
@@ -370,7 +372,7 @@ class DependencyGraph:
             else:
                 value = getattr(args[0], node.target)(*args[1:], **kwargs)
         except Exception as exc:  # noqa: BLE001 - the model's own forward failed on this input
-            raise ValueError(f"example_input of shape {self.input_size} does not fit {type(self.model).__name__}: "
+            raise ValueError(f"{self._input_arg} does not fit {type(self.model).__name__}: "
                              f"{self._where(node)} raised {type(exc).__name__}: "
                              f"{str(exc).splitlines()[0] if str(exc) else ''}"[:600]) from None
         if not _tensors(value):
