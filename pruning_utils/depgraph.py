@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .checks import check_fraction, check_int, check_module, check_names, check_tensor
+from .checks import check_flag, check_fraction, check_int, check_module, check_names, check_numbers, check_tensor
 from .flops import _eval_mode, check_input_size, default_input_size, example_input as _zeros_input
 from .masks import apply_mask, get_mask
 from .structured import (IMPORTANCE, _criterion, _fill, _plain_type, _rebuild, _rebuild_norm, _set_module, _take,
@@ -316,6 +316,7 @@ class DependencyGraph:
         self._params: dict[str, torch.Tensor] = {}
         self._norm_after: dict[str, str] = {}
         self._ln_modules: set[str] = set()
+        self._prov: dict[fx.Node, tuple] = {}
         graph = self.traced.graph
         last_use: dict[fx.Node, fx.Node] = {}
         for node in graph.nodes:
@@ -376,6 +377,7 @@ class DependencyGraph:
                              f"{self._where(node)} raised {type(exc).__name__}: "
                              f"{str(exc).splitlines()[0] if str(exc) else ''}"[:600]) from None
         if not _tensors(value):
+            self._provenance(node, args, kwargs, largs)
             if node.op == "call_function" and node.target is operator.getitem and isinstance(largs[0], (tuple, list)):
                 return value, largs[0][args[1]]
             return value, None
@@ -402,6 +404,21 @@ class DependencyGraph:
                                if isinstance(v, torch.Tensor) else None, value)
         self._check_slices(node, labels)
         return value, labels
+
+    def _provenance(self, node, args, kwargs, largs) -> None:
+        """Remember which tensor dim a size value (``x.size(1)``, ``c`` in ``n, c, h, w = x.shape``) reads."""
+        src = largs[0] if largs else None
+        if node.op == "call_method" and node.target == "size" and isinstance(src, torch.Tensor):
+            dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
+            self._prov[node] = ("all", src) if dim is None else (src, int(dim) % src.dim())
+        elif node.op == "call_function" and node.target is getattr and isinstance(src, torch.Tensor) and \
+                args[1] == "shape":
+            self._prov[node] = ("all", src)
+        elif node.op == "call_function" and node.target is operator.getitem and isinstance(node.args[0], fx.Node) \
+                and isinstance(args[1], int):
+            prov = self._prov.get(node.args[0])
+            if prov is not None and isinstance(prov[0], str):
+                self._prov[node] = (prov[1], args[1] % prov[1].dim())
 
     # ----- helpers ------------------------------------------------------------------------------
 
@@ -746,6 +763,12 @@ class DependencyGraph:
                 for d, s in enumerate(spec):
                     if isinstance(s, int) and s != -1 and s > 1:
                         self._tie(out, d)
+                    prov = self._prov.get(s) if isinstance(s, fx.Node) else None
+                    if prov is not None and not isinstance(prov[0], str) and self._varies(prov[0], prov[1]) \
+                            and not self._varies(out, d):
+                        # the size of a prunable dim reshapes a tensor that does not shrink with it
+                        self._freeze(prov[0], f"{self._where(node)} gives a tensor that does not shrink with them "
+                                              f"the size of their dim")
             return out
         if name == "unflatten":
             d = (args[1] if len(args) > 1 else kwargs["dim"]) % ndim
@@ -904,14 +927,19 @@ class DependencyGraph:
                     scores[root] = v
         return scores
 
-    def plan(self, prune_ratio: float, importance="l1", round_to: int = 1) -> dict[int, list[int]]:
-        """The classes each prunable group removes: ``{group index: [class ids]}``."""
+    def plan(self, prune_ratio: float, importance="l1", round_to: int = 1, groups=None) -> dict[int, list[int]]:
+        """The classes each prunable group removes: ``{group index: [class ids]}`` (``groups``: only these)."""
         prune_ratio = check_fraction(prune_ratio, "prune_ratio")
         round_to = check_int(round_to, "round_to", 1)
+        if groups is not None:
+            groups = set(check_numbers(groups, "groups", lambda v, n: check_int(v, n, 0), allow_empty=True))
+            unknown = sorted(i for i in groups if i >= len(self.groups))
+            if unknown:
+                raise ValueError(f"groups names no group of the graph (it has {len(self.groups)}): {unknown}")
         scores = self.class_scores(importance)
         removed = {}
         for g in self.groups:
-            if not g.prunable:
+            if not g.prunable or (groups is not None and g.index not in groups):
                 continue
             keep = channels_to_keep(g.units, prune_ratio, round_to)
             n_remove = g.units - keep
@@ -974,18 +1002,18 @@ class DependencyGraph:
                 m.normalized_shape = tuple(m.weight.shape)
         return kept
 
-    def prune(self, prune_ratio: float = 0.3, *, importance="l1", round_to: int = 1, verbose: bool = False) -> nn.Module:
+    def prune(self, prune_ratio: float = 0.3, *, importance="l1", round_to: int = 1, groups=None,
+              verbose: bool = False) -> nn.Module:
         """A copy of the model with ``prune_ratio`` of every prunable group's units removed.
 
         Each group keeps :func:`channels_to_keep` ``(units, prune_ratio, round_to)`` units (``round_to``
         counts units of that group), the most important by :meth:`class_scores`. Kept weights are
         copied exactly; BatchNorm settings and unstructured masks survive. A forward on the example
-        input checks the copy; a failure raises ``ValueError`` naming the group.
+        input checks the copy; a failure raises ``ValueError`` naming the group. ``groups`` (indices
+        into :attr:`groups`) prunes only those.
         """
-        removed = self.plan(prune_ratio, importance, round_to)
-        check_flag_verbose = verbose if isinstance(verbose, bool) else None
-        if check_flag_verbose is None:
-            raise TypeError(f"verbose must be True or False; got {verbose!r}")
+        removed = self.plan(prune_ratio, importance, round_to, groups)
+        check_flag(verbose, "verbose")
         pruned = copy.deepcopy(self.model)
         everything = {k for ks in removed.values() for k in ks}
         self.kept = self._apply(pruned, everything)
