@@ -256,7 +256,7 @@ class DependencyGraph:
     >>> from pruning_utils import cifar_resnet
     >>> graph = DependencyGraph(cifar_resnet(20))
     >>> sum(g.prunable for g in graph.groups)
-    12
+    10
     """
 
     def __init__(self, model: nn.Module, example_input: torch.Tensor | None = None, *, input_size=None,

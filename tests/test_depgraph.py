@@ -307,6 +307,25 @@ def test_mlp_of_the_channels_last_block_alone_is_exact():
         assert torch.allclose(pruned(x), zeroed_reference(model, graph)(x), rtol=1e-4, atol=1e-5)
 
 
+class Grouping(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1, self.gn, self.c2 = nn.Conv2d(3, 8, 3, padding=1), nn.GroupNorm(2, 8), nn.Conv2d(8, 4, 1)
+        self.head = Head(4)
+
+    def forward(self, x):
+        return self.head(self.c2(F.relu(self.gn(self.c1(x)))))
+
+
+def test_group_norm_keeps_the_same_count_in_every_group():
+    graph, pruned = check_pruning(Grouping(), torch.randn(2, 3, 8, 8), exact=False)
+    g = group_with(graph, "c1")
+    assert g.units == 4 and not g.exact  # position j of both groups goes together
+    assert pruned.gn.num_groups == 2 and pruned.gn.num_channels == pruned.c1.out_channels == 4
+    kept = graph.kept[("c1", "out")]
+    assert torch.equal(kept[kept >= 4] - 4, kept[kept < 4])
+
+
 class SE(nn.Module):
     def __init__(self):
         super().__init__()
@@ -437,6 +456,51 @@ def test_multihead_attention_is_frozen_with_its_reason():
     g = group_with(graph, "fc")
     assert not g.prunable and "MultiheadAttention" in g.frozen
     assert pruned.mlp1.out_features == 8
+
+
+class LiteralWidth(nn.Module):
+    """ViT-like: a reshape names the channel count as a literal, so those channels cannot shrink."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.inner, self.outer = nn.Conv2d(3, 8, 1), nn.Conv2d(8, 6, 1), nn.Conv2d(6, 8, 1)
+        self.fc = nn.Linear(8, 5)
+
+    def forward(self, x):
+        n = x.shape[0]
+        x = self.conv(x)
+        x = x + self.outer(F.relu(self.inner(x)))
+        return self.fc(x.reshape(n, 8, -1).mean(-1))
+
+
+def test_literal_sized_dim_is_tied_and_not_pruned():
+    graph, pruned = check_pruning(LiteralWidth(), torch.randn(2, 3, 4, 4))
+    g = group_with(graph, "conv")
+    assert not g.prunable and pruned.conv.out_channels == 8
+    assert pruned.inner.out_channels == 3
+
+
+class SizeFromPrunedDim(nn.Module):
+    """MaxViT-like: the output of an unknown op is reshaped by the size of a prunable dim."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.qkv, self.merge = nn.Linear(8, 8), nn.Linear(8, 8), nn.Linear(8, 8)
+
+    def forward(self, x):
+        x = self.a(x)
+        b, s, d = x.shape
+        y = self.qkv(x).cumsum(-1)  # unknown: its output keeps 8 features whatever happens to x
+        return self.merge(y.reshape(b, s, d))
+
+
+def test_size_of_a_pruned_dim_reshaping_a_fixed_tensor_freezes_it():
+    model = SizeFromPrunedDim()
+    graph = DependencyGraph(model, torch.randn(2, 3, 8))
+    g = group_with(graph, "a")
+    assert not g.prunable and "does not shrink" in g.frozen
+    pruned = graph.prune(0.5)
+    assert pruned.a.out_features == 8
 
 
 class Untraceable(nn.Module):
