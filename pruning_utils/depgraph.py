@@ -284,7 +284,8 @@ class DependencyGraph:
         self.input_size = tuple(example_input.shape)
         start = time.perf_counter()
         try:
-            self.traced = fx.symbolic_trace(model) if not isinstance(model, fx.GraphModule) else model
+            with _eval_mode(model):  # the inference graph (e.g. no auxiliary heads)
+                self.traced = fx.symbolic_trace(model) if not isinstance(model, fx.GraphModule) else model
         except Exception as exc:  # noqa: BLE001 - fx raises many types; all mean "cannot trace"
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ValueError(f"{type(model).__name__} cannot be traced by torch.fx, so its channel dependencies "
@@ -899,13 +900,17 @@ class DependencyGraph:
         """
         crit = _criterion(importance, IMPORTANCE)
         scores: dict[int, float] = {}
+        wanted = {k for g in self.groups if g.prunable for k in g.roots}
         for (name, kind), r in self._member_roots.items():
             module = self._modules.get(name)
-            if kind != "out" or not isinstance(module, (*_CONV, nn.Linear)):
+            if kind != "out" or not isinstance(module, (*_CONV, nn.Linear)) or not wanted & set(r.tolist()):
                 continue
             bn_name = self._norm_after.get(name)
             bn = self._modules[bn_name] if bn_name else None
-            s = crit(module, bn)
+            try:
+                s = crit(module, bn)
+            except ValueError as exc:
+                raise ValueError(f"importance cannot score layer {name!r}: {exc}") from None
             out = module.weight.shape[0]
             if not isinstance(s, torch.Tensor) or tuple(s.shape) != (out,):
                 raise ValueError(f"importance must return one score per output channel of layer {name!r}, shape "
