@@ -40,7 +40,6 @@ import torch
 import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils import parametrize
 
 from .checks import check_flag, check_fraction, check_int, check_module, check_names, check_numbers, check_tensor
 from .flops import _eval_mode, check_input_size, default_input_size, example_input as _zeros_input
@@ -754,7 +753,7 @@ class DependencyGraph:
             return x.expand(args[1].shape)
         ndim = x.dim()
         if name in ("view", "reshape"):
-            spec = node.args[1:] if is_method else node.args[1:]
+            spec = node.args[1:]
             if len(spec) == 1 and isinstance(spec[0], (tuple, list)):
                 spec = spec[0]
             if len(spec) == 1 and isinstance(spec[0], fx.Node):
@@ -783,10 +782,8 @@ class DependencyGraph:
             dim %= ndim
             if self._varies(x, dim):
                 sizes = [t.shape[dim] for t in value]
-                if len(set(sizes)) == 1 and name != "unbind" or (name == "unbind" and False):
-                    k = len(sizes)
-                    u = x.unflatten(dim, (k, sizes[0]))
-                    self._tie(u, dim)
+                if name != "unbind" and len(set(sizes)) == 1:  # equal pieces: position j of each goes together
+                    self._tie(x.unflatten(dim, (len(sizes), sizes[0])), dim)
                 else:
                     raise _Frozen(f"{self._where(node)} splits channels into pieces of fixed sizes")
             if name == "unbind":
