@@ -80,6 +80,7 @@ _POOL_FUNCTIONS = {F.adaptive_avg_pool1d: 1, F.adaptive_avg_pool2d: 2, F.adaptiv
                    F.adaptive_max_pool1d: 1, F.adaptive_max_pool2d: 2, F.adaptive_max_pool3d: 3,
                    F.avg_pool1d: 1, F.avg_pool2d: 2, F.avg_pool3d: 3, F.max_pool1d: 1, F.max_pool2d: 2,
                    F.max_pool3d: 3, F.interpolate: None}
+_ARITHMETIC = {operator.mul, operator.floordiv, operator.truediv, operator.add, operator.sub}
 _REDUCE = {torch.mean, torch.sum, torch.amax, torch.amin}
 _REDUCE_METHODS = {"mean", "sum", "amax", "amin"}
 # Data movement: the same call on the label tensor gives the output's labels (literal sizes checked apart).
@@ -419,6 +420,11 @@ class DependencyGraph:
             prov = self._prov.get(node.args[0])
             if prov is not None and isinstance(prov[0], str):
                 self._prov[node] = (prov[1], args[1] % prov[1].dim())
+        elif node.op == "call_function" and node.target in _ARITHMETIC:  # c // groups, h * w: still that size
+            provs = [self._prov[a] for a in node.args if isinstance(a, fx.Node) and a in self._prov
+                     and not isinstance(self._prov[a][0], str)]
+            if len(provs) == 1:
+                self._prov[node] = provs[0]
 
     # ----- helpers ------------------------------------------------------------------------------
 
@@ -799,7 +805,14 @@ class DependencyGraph:
                 raise _Frozen(f"{self._where(node)} moves channels by a fixed amount")
         if name == "expand":
             sizes = args[1:] if not (len(args) == 2 and isinstance(args[1], (tuple, list))) else args[1]
-            return x.expand(*sizes)
+            spec = node.args[1:] if not (len(node.args) == 2 and isinstance(node.args[1], (tuple, list))) \
+                else node.args[1]
+            out = x.expand(*sizes)
+            offset = out.dim() - x.dim()
+            for d, size in enumerate(spec):
+                if isinstance(size, int) and size != -1 and d >= offset and self._varies(out, d):
+                    raise _Frozen(f"{self._where(node)} expands channels to a fixed size")
+            return out
         if is_method:
             return getattr(x, name)(*args[1:], **kwargs)
         return target(x, *args[1:], **kwargs)

@@ -503,6 +503,35 @@ def test_size_of_a_pruned_dim_reshaping_a_fixed_tensor_freezes_it():
     assert pruned.a.out_features == 8
 
 
+class SizeArithmetic(SizeFromPrunedDim):
+    def forward(self, x):
+        x = self.a(x)
+        b, s, d = x.shape
+        y = self.qkv(x).cumsum(-1)
+        return self.merge(y.reshape(b, s, d // 2, 2).flatten(2))
+
+
+def test_size_arithmetic_keeps_its_provenance():
+    graph = DependencyGraph(SizeArithmetic(), torch.randn(2, 3, 8))
+    assert not group_with(graph, "a").prunable
+    assert graph.prune(0.5).a.out_features == 8
+
+
+def test_a_forward_broken_by_pruning_raises_naming_the_group():
+    model = randomise(Residual())
+    graph = DependencyGraph(model, torch.randn(1, 3, 8, 8))
+    del graph._member_roots[("b1.0", "in")]  # simulate a coupling the analysis missed
+    with pytest.raises(ValueError, match=r"(?s)pruning group \d+ of Residual breaks its forward .*stem.0"):
+        graph.prune(0.5)
+
+
+def test_train_mode_is_kept_and_the_trace_is_the_inference_graph():
+    model = Residual().train()
+    pruned = prune_graph(model, 0.5, torch.randn(1, 3, 8, 8))
+    assert pruned.training and pruned.stem[1].training and model.training
+    assert pruned.stem[1].num_batches_tracked == model.stem[1].num_batches_tracked
+
+
 class Untraceable(nn.Module):
     def __init__(self):
         super().__init__()
