@@ -80,6 +80,7 @@ MODELS = {  # key: (table name, builder, input size)
 }
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+SLOW_FOR_TORCH_PRUNING = {"vit_b_16", "swin_t", "maxvit_t"}
 
 
 def zeroed_reference(model: nn.Module, graph: DependencyGraph) -> nn.Module:
@@ -212,8 +213,12 @@ def cross_check(keys, ratio: float) -> None:
     except ImportError:
         print("\ntorch_pruning is not installed: the cross-check against it is skipped.")
         return
-    print("\nCross-check against torch_pruning (MagnitudePruner, same ratio, global_pruning=False):")
-    for key in keys:
+    print("\nCross-check against torch_pruning (MagnitudePruner, L1, same ratio, the last Linear ignored):")
+    slow = [k for k in keys if k in SLOW_FOR_TORCH_PRUNING]
+    if slow:
+        print(f"- skipped {', '.join(slow)}: Torch-Pruning ran out of time and memory on the attention models "
+              f"(issue 19)")
+    for key in (k for k in keys if k not in SLOW_FOR_TORCH_PRUNING):
         name, build, size = MODELS[key]
         torch.manual_seed(0)
         model = build().eval()
@@ -229,9 +234,15 @@ def cross_check(keys, ratio: float) -> None:
             continue
         a, b = dict(ours.named_parameters()), dict(theirs.named_parameters())
         diff = [n for n in a if n in b and a[n].shape != b[n].shape]
+        try:
+            with torch.no_grad():
+                theirs(x)
+            runs = "their model runs"
+        except Exception as exc:  # noqa: BLE001
+            runs = f"their model fails: {type(exc).__name__}: {str(exc).splitlines()[0][:80]}"
         print(f"- {name}: {len(a) - len(diff)} of {len(a)} parameter shapes agree"
               + (f"; differ e.g. {diff[0]}: ours {tuple(a[diff[0]].shape)}, theirs {tuple(b[diff[0]].shape)}"
-                 if diff else ""))
+                 if diff else "") + f" ({runs})")
 
 
 def main(argv=None) -> None:
