@@ -1105,9 +1105,19 @@ def _rebuild_grouped(layer: nn.Module, out_idx, in_idx) -> nn.Module:
     return new
 
 
+def _on_device_of(new: nn.Module, old: nn.Module) -> nn.Module:
+    """``new`` moved to the device and floating dtype of ``old``'s tensors."""
+    tensors = [*old.parameters(), *old.buffers()]
+    floating = [t for t in tensors if t.is_floating_point()]
+    if floating:
+        new = new.to(device=floating[0].device, dtype=floating[0].dtype)
+    return new
+
+
 def _rebuild_instance_norm(m: nn.Module, idx) -> nn.Module:
     cls = _plain_type(m)
-    new = cls(len(idx), eps=m.eps, momentum=m.momentum, affine=m.affine, track_running_stats=m.track_running_stats)
+    new = _on_device_of(cls(len(idx), eps=m.eps, momentum=m.momentum, affine=m.affine,
+                            track_running_stats=m.track_running_stats), m)
     values = {}
     if m.affine:
         values.update(weight=_take(m.weight, 0, idx), bias=_take(m.bias, 0, idx))
@@ -1131,12 +1141,10 @@ def _rebuild_layer_norm(m: nn.LayerNorm, idx) -> nn.Module:
 
 def _rebuild_group_norm(m: nn.GroupNorm, idx) -> nn.Module:
     cls = _plain_type(m)
-    new = cls(m.num_groups, len(idx), eps=m.eps, affine=m.affine)
+    new = _on_device_of(cls(m.num_groups, len(idx), eps=m.eps, affine=m.affine), m)
     values = {}
     if m.affine:
         values.update(weight=_take(m.weight, 0, idx), bias=_take(m.bias, 0, idx))
-    if m.affine:
-        new = new.to(m.weight.device, m.weight.dtype)
     return _fill(new, m, values)
 
 

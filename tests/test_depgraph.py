@@ -340,6 +340,26 @@ class SE(nn.Module):
         return self.head(F.relu(self.c2(x * s)))
 
 
+class Instance(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1, self.norm, self.c2 = nn.Conv2d(3, 8, 3, padding=1), nn.InstanceNorm2d(8, affine=True,
+                                                                                   track_running_stats=True), \
+            nn.Conv2d(8, 4, 1)
+        self.head = Head(4)
+
+    def forward(self, x):
+        return self.head(self.c2(F.relu(self.norm(self.c1(x)))))
+
+
+def test_instance_norm_is_per_channel_and_exact():
+    model = Instance().double()
+    graph, pruned = check_pruning(model, torch.randn(2, 3, 8, 8, dtype=torch.double))
+    norm = pruned.norm
+    assert norm.num_features == 4 and norm.affine and norm.track_running_stats
+    assert norm.weight.dtype == norm.running_mean.dtype == torch.double
+
+
 def test_squeeze_excitation_scale_joins_the_channels_it_scales():
     graph, pruned = check_pruning(SE(), torch.randn(2, 3, 8, 8))
     g = group_with(graph, "c1.0")
