@@ -831,9 +831,18 @@ class DependencyGraph:
             elif len(varying) > 1:
                 self._freeze(r, f"parameter {pname!r} is coupled along several dims")
         excluded = lambda n: any(n == e or n.startswith(e + ".") for e in self.exclude)  # noqa: E731
+        owners: dict[int, list[str]] = {}  # a tensor held by several layers (tied weights) cannot be sliced for one
+        for pname, p in [*self.model.named_parameters(remove_duplicate=False),
+                         *self.model.named_buffers(remove_duplicate=False)]:
+            owners.setdefault(id(p), []).append(pname.rpartition(".")[0])
+        tied = {o: ts for ts in owners.values() if len(set(ts)) > 1 for o in ts}
         for (name, kind), lab in self._members.items():
             if excluded(name):
                 self._freeze(lab, f"{name!r} is in exclude")
+            owner = name if not kind.startswith("param") else name.rpartition(".")[0]
+            if owner in tied:
+                others = sorted(set(tied[owner]) - {owner})
+                self._freeze(lab, f"{owner!r} shares a weight with {others[0]!r} (tied weights)")
         frozen: dict[int, str] = {}
         for lab, reason in self._freezes:
             for root in uf.roots(lab).tolist():

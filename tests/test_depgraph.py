@@ -552,6 +552,24 @@ def test_train_mode_is_kept_and_the_trace_is_the_inference_graph():
     assert pruned.stem[1].num_batches_tracked == model.stem[1].num_batches_tracked
 
 
+class Tied(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.c = nn.Linear(8, 6), nn.Linear(6, 8), nn.Linear(8, 6)
+        self.c.weight = self.a.weight  # tied
+        self.d, self.e = nn.Linear(6, 4), nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.e(F.relu(self.d(F.relu(self.c(F.relu(self.b(F.relu(self.a(x)))))))))
+
+
+def test_tied_weights_are_frozen():
+    graph, pruned = check_pruning(Tied(), torch.randn(2, 8))
+    assert "tied" in group_with(graph, "a").frozen and "tied" in group_with(graph, "c").frozen
+    assert pruned.c.weight is pruned.a.weight and pruned.b.out_features == 8
+    assert pruned.d.out_features == 2 and pruned.e.in_features == 2
+
+
 class Untraceable(nn.Module):
     def __init__(self):
         super().__init__()
