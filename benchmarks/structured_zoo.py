@@ -10,7 +10,8 @@ Every model is randomly initialised (seed 0) and in eval mode; inputs are 64x64 
 
 * outcome: ``ok`` (a pruned model came back and passed every check), ``clear error`` (a ValueError with a
   message), ``crash`` (any other exception), ``WRONG`` (a check below failed: a silently wrong model);
-* groups: coupled groups pruned / frozen (frozen: every unit must stay, with the reason in the notes);
+* groups: coupled groups pruned / frozen (frozen: every unit must stay; groups holding a parameter only
+  are not counted; the reasons, layer numbers written ``#``, are in the notes, the model's output left out);
 * params and FLOPs: how many times fewer (``flops.count_flops``, batch 1);
 * ratio 0: the model pruned at ratio 0 gives outputs ``torch.equal`` to the original's;
 * oracle: the groups whose pruning only removes the pruned channels' contributions (no norm reads across
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import re
 import sys
 import time
 import traceback
@@ -149,14 +151,15 @@ def run(key: str, ratio: float) -> dict:
         return row
     problems = []
     pruned_groups = len(graph.removed)
-    frozen = [g for g in graph.groups if g.frozen]
+    # frozen groups with a layer in them (groups of a parameter alone, e.g. Swin's bias tables, not counted)
+    frozen = [g for g in graph.groups if g.frozen and any(not w.startswith("dim ") for _, w, _ in g.members)]
     row["groups"] = f"{pruned_groups} / {len(frozen)}"
     reasons = {}
     for g in frozen:
         if "model's output" in g.frozen:
             continue
-        reason = g.frozen.split(" at ")[0].split(":")[0] if "layer" not in g.frozen[:40] else g.frozen
-        reasons[reason[:70]] = reasons.get(reason[:70], 0) + 1
+        reason = re.sub(r" \(node '[^']*'\)", "", re.sub(r"\d+", "#", g.frozen))[:110]
+        reasons[reason] = reasons.get(reason, 0) + 1
     row["notes"] = "; ".join(f"{n}x {r}" for r, n in sorted(reasons.items(), key=lambda t: -t[1])[:2])
     total_b, _ = count_flops(model, size)
     total_a, _ = count_flops(pruned, size)

@@ -563,6 +563,8 @@ class DependencyGraph:
     def _module_labels(self, node, module, args, largs, value):
         name = node.target
         x = largs[0] if largs else None
+        if isinstance(module, nn.MultiheadAttention):
+            raise _Frozen(f"{self._where(node)}: nn.MultiheadAttention ties its embedding width to its heads")
         if not isinstance(x, torch.Tensor) or not isinstance(value, torch.Tensor):
             return None
         if isinstance(module, _CONV):
@@ -610,8 +612,6 @@ class DependencyGraph:
             return out
         if isinstance(module, _PAD_MODULES):
             return self._pad(node, x, module.padding, "constant")
-        if isinstance(module, nn.MultiheadAttention):
-            raise _Frozen(f"{self._where(node)}: nn.MultiheadAttention ties its embedding width to its heads")
         return None
 
     def _after(self, node, name: str) -> None:
