@@ -299,12 +299,16 @@ class DependencyGraph:
     # ----- passes -------------------------------------------------------------------------------
 
     def _analyse(self) -> None:
+        # Passes until no label joins another: then every decision of the last pass (freeze a dim that
+        # varies, skip a broadcast operand) was taken knowing every coupling. Models settle in 1-2 passes.
         self._uf = _Labels()
-        for _ in range(8):
+        for _ in range(32):
             self._uf.changed = False
             self._run_pass()
             if not self._uf.changed:
                 break
+        else:
+            raise ValueError(f"the channel couplings of {type(self.model).__name__} did not settle after 32 passes")
         self._build_groups()
 
     def _run_pass(self) -> None:
