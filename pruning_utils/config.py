@@ -249,13 +249,15 @@ PROFILES: dict[str, Profile] = {
         lr=0.2,  # 0.1 at batch 128 (He et al. 2016), scaled linearly with the batch
         weight_decay=5e-4,
         lr_milestones=(0.5, 0.75),
-        finetune_epochs=8,
+        # The retraining budgets below are sized by benchmarks/gpu_notebook_minutes.py (the epochs each
+        # notebook trains, counted; minutes estimated, since no GPU has run them yet): see README.
+        finetune_epochs=3,
         loader="device",
         precision="auto",
         channels_last=True,
         check_claims=False,  # not yet measured on CIFAR-10 at these sizes
-        budgets={"seeds": 3, "more_seeds": 3, "mask_seeds": 5, "iterative_epochs": 8, "distill_epochs": 4,
-                 "gradual_epochs": 8, "population": 3, "transformer_epochs": 30},
+        budgets={"seeds": 3, "more_seeds": 3, "mask_seeds": 5, "iterative_epochs": 4, "distill_epochs": 4,
+                 "gradual_epochs": 4, "population": 3, "transformer_epochs": 30},
     ),
     # Renda et al. 2020 / He et al. 2016 recipe for ResNet-56 on CIFAR-10: SGD 0.1, momentum 0.9,
     # weight decay 1e-4, batch 128, 182 epochs, LR x0.1 at epochs 91 and 136. Hours on one GPU.

@@ -54,7 +54,7 @@ def test_colab_cell_installs_from_the_one_published_address():
     setup = code_cells(load(find_notebooks(NOTEBOOKS)[0]))[0]
     assert re.search(rf'^COURSE_REPO = "{re.escape(course.COURSE_REPO)}"', setup, re.M), "COURSE_REPO differs"
     assert re.search(rf'^COURSE_REF = "{re.escape(course.COURSE_REF)}"', setup, re.M), "COURSE_REF differs"
-    assert 'os.environ.setdefault("PRUNING_PROFILE", "full")' in setup  # a GPU on Colab selects the full profile
+    assert 'os.environ.setdefault("PRUNING_PROFILE", "gpu")' in setup  # a GPU on Colab selects the gpu profile
     # a fork overrides the address without editing 20 notebooks; the install pulls no extras
     assert "PRUNING_COURSE_REPO" in setup and "PRUNING_COURSE_REF" in setup
     assert '"pruning-utils @ {source}"' in setup and "[dev]" not in setup
