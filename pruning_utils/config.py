@@ -127,6 +127,10 @@ BUDGETS = {
     "population": (5, "dense models trained from scratch for a population of models (notebook 12): each is a "
                       "whole baseline run"),
     "transformer_epochs": (40, "training epochs of the TinyViT baseline (notebook 13)"),
+    "rewind_epochs": (20, "the dense run T of notebook 06, its own; every retraining budget is its last three "
+                          "quarters (quick: the baseline's epochs)"),
+    "scratch_epochs": (10, "epochs of each from-scratch run, large-sparse vs small-dense (notebook 07)"),
+    "pipeline_epochs": (10, "epochs of each pipeline run, gradual pruning + distillation (notebook 09)"),
 }
 
 
@@ -251,13 +255,14 @@ PROFILES: dict[str, Profile] = {
         lr_milestones=(0.5, 0.75),
         # The retraining budgets below are sized by benchmarks/gpu_notebook_minutes.py (the epochs each
         # notebook trains, counted; minutes estimated, since no GPU has run them yet): see README.
-        finetune_epochs=3,
+        finetune_epochs=2,
         loader="device",
         precision="auto",
         channels_last=True,
         check_claims=False,  # not yet measured on CIFAR-10 at these sizes
         budgets={"seeds": 3, "more_seeds": 3, "mask_seeds": 5, "iterative_epochs": 4, "distill_epochs": 4,
-                 "gradual_epochs": 4, "population": 3, "transformer_epochs": 30},
+                 "gradual_epochs": 4, "population": 3, "transformer_epochs": 30, "rewind_epochs": 8,
+                 "scratch_epochs": 10, "pipeline_epochs": 6},
     ),
     # Renda et al. 2020 / He et al. 2016 recipe for ResNet-56 on CIFAR-10: SGD 0.1, momentum 0.9,
     # weight decay 1e-4, batch 128, 182 epochs, LR x0.1 at epochs 91 and 136. Hours on one GPU.
@@ -275,7 +280,8 @@ PROFILES: dict[str, Profile] = {
         num_workers=2,
         check_claims=False,  # the notebooks' claims are not measured at these sizes
         budgets={"seeds": 3, "more_seeds": 5, "mask_seeds": 10, "iterative_epochs": 60, "distill_epochs": 40,
-                 "gradual_epochs": 91, "population": 3, "transformer_epochs": 100},
+                 "gradual_epochs": 91, "population": 3, "transformer_epochs": 100, "rewind_epochs": 182,
+                 "scratch_epochs": 91, "pipeline_epochs": 91},
     ),
     # The GPU profile's code path (CIFAR-10 files, a ResNet, the device loader, bf16 autocast,
     # channels_last) at toy size, so CI runs it on a CPU; it checks that things execute, not accuracy.
@@ -297,7 +303,8 @@ PROFILES: dict[str, Profile] = {
         channels_last=True,
         check_claims=False,
         budgets={"seeds": 2, "more_seeds": 2, "mask_seeds": 2, "iterative_epochs": 2, "distill_epochs": 1,
-                 "gradual_epochs": 1, "population": 2, "transformer_epochs": 1},
+                 "gradual_epochs": 1, "population": 2, "transformer_epochs": 1, "rewind_epochs": 2,
+                 "scratch_epochs": 1, "pipeline_epochs": 1},
     ),
 }
 PROFILES["full"] = PROFILES["paper"].replace(name="full")  # the name earlier versions of the course used
