@@ -291,6 +291,8 @@ class DependencyGraph:
             raise ValueError(f"{type(model).__name__} cannot be traced by torch.fx, so its channel dependencies "
                              f"cannot be found: {type(exc).__name__}: {reason}"[:600]) from None
         self._modules = dict(model.named_modules())
+        self._own_tensors = {n for n, _ in model.named_parameters(remove_duplicate=False)} | \
+            {n for n, _ in model.named_buffers(remove_duplicate=False)}
         self._analyse()
         self.trace_seconds = time.perf_counter() - start
         self.report = None
@@ -358,6 +360,8 @@ class DependencyGraph:
                 value = getattr(value, part)
             if not isinstance(value, torch.Tensor):
                 return value, None
+            if node.target not in self._own_tensors:  # a constant fx made at trace time (torch.ones(6) in forward)
+                return value, torch.full(value.shape, -1, dtype=torch.long)
             if node.target not in self._params:
                 self._params[node.target] = self._uf.fresh(value.numel()).reshape(value.shape)
             return value, self._params[node.target]

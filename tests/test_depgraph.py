@@ -570,6 +570,30 @@ def test_tied_weights_are_frozen():
     assert pruned.d.out_features == 2 and pruned.e.in_features == 2
 
 
+class Constants(nn.Module):
+    """A buffer used in forward is pruned with the channels it shifts; a tensor made in forward is fixed."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1, self.c2, self.c3 = nn.Conv2d(3, 8, 1), nn.Conv2d(8, 6, 1), nn.Conv2d(6, 4, 1)
+        self.register_buffer("shift", torch.randn(8, 1, 1))
+        self.head = Head(4)
+
+    def forward(self, x):
+        x = F.relu(self.c1(x) - self.shift)
+        y = self.c2(x) * torch.ones(6, 1, 1) + 1.0
+        return self.head(self.c3(y))
+
+
+def test_buffers_are_pruned_and_tensors_made_in_forward_freeze():
+    model = Constants()
+    graph, pruned = check_pruning(model, torch.randn(2, 3, 4, 4))
+    assert pruned.shift.shape == (4, 1, 1)
+    assert torch.equal(pruned.shift, model.shift.index_select(0, graph.kept[("c1", "out")]))
+    g = group_with(graph, "c2")
+    assert not g.prunable and "fixed size" in g.frozen and pruned.c2.out_channels == 6
+
+
 class Untraceable(nn.Module):
     def __init__(self):
         super().__init__()
