@@ -66,8 +66,10 @@ _PAD_MODULES = (nn.modules.padding._ConstantPadNd, nn.modules.padding._Reflectio
 
 _BINARY = {operator.add, operator.sub, operator.mul, operator.truediv, operator.iadd, operator.isub,
            operator.imul, operator.itruediv, torch.add, torch.sub, torch.mul, torch.div, torch.maximum,
-           torch.minimum, torch.true_divide}
-_BINARY_METHODS = {"add", "sub", "mul", "div", "add_", "sub_", "mul_", "div_", "maximum", "minimum", "true_divide"}
+           torch.minimum, torch.true_divide, operator.gt, operator.lt, operator.ge, operator.le, operator.eq,
+           operator.ne, torch.gt, torch.lt, torch.ge, torch.le, torch.where}
+_BINARY_METHODS = {"add", "sub", "mul", "div", "add_", "sub_", "mul_", "div_", "maximum", "minimum", "true_divide",
+                   "gt", "lt", "ge", "le", "masked_fill"}
 _UNARY = {F.relu, F.relu6, F.gelu, F.silu, F.hardswish, F.hardsigmoid, F.sigmoid, F.tanh, F.elu, F.selu, F.mish,
           F.leaky_relu, F.hardtanh, F.softplus, F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout,
           torch.relu, torch.sigmoid, torch.tanh, torch.clamp, torch.neg, operator.neg, torch.exp, torch.abs,
@@ -525,8 +527,11 @@ class DependencyGraph:
         is_method = node.op == "call_method"
         x = largs[0] if largs else None
         if (not is_method and target in _BINARY) or (is_method and target in _BINARY_METHODS):
-            return self._elementwise(node, [a for a in (*largs[:2],) if isinstance(a, torch.Tensor)],
-                                     [a for a in (*args[:2],) if isinstance(a, torch.Tensor)], value)
+            n = 3 if target is torch.where else 2
+            if target is torch.where and len(args) < 3:
+                return None  # torch.where(cond): indices, not an elementwise result
+            return self._elementwise(node, [a for a in (*largs[:n],) if isinstance(a, torch.Tensor)],
+                                     [a for a in (*args[:n],) if isinstance(a, torch.Tensor)], value)
         if (not is_method and target in _UNARY) or (is_method and target in _UNARY_METHODS) or \
                 (not is_method and target is _wrapped("stochastic_depth")):
             if isinstance(x, torch.Tensor) and tuple(x.shape) == tuple(value.shape):
