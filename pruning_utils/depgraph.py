@@ -23,6 +23,12 @@ of channels with a fixed width, and any class whose elements do not form whole s
 After pruning, a forward on the example input checks the result; a failure raises ``ValueError``
 naming the group, so a broken model is never returned.
 
+Limits (safe, but they prune less than possible): one label per element, so a layer applied across a
+dim that is not its channels (a token-mixing Linear) joins those channels into one unit; position
+lockstep for ``chunk``/literal views is stronger than the equal-count rule it stands for, so
+ShuffleNet's shuffled residual streams end up as single units; attention (matmul, einsum,
+``nn.MultiheadAttention``, Swin's fused function) is frozen, not split into heads.
+
 >>> from pruning_utils import SmallCNN
 >>> pruned = prune_graph(SmallCNN(widths=(16, 32), input_size=8), 0.5)
 >>> pruned.conv1.out_channels, pruned.fc.in_features
