@@ -1012,10 +1012,8 @@ class DependencyGraph:
         for name in layers:
             m = pruned.get_submodule(name)
             out_idx, in_idx, norm_idx = kept.get((name, "out")), kept.get((name, "in")), kept.get((name, "norm"))
-            if isinstance(m, _CONV) and m.groups > 1:
-                new = _rebuild_grouped(m, out_idx, in_idx)
-            elif isinstance(m, (*_CONV, nn.Linear)):
-                new = _rebuild(m, out_idx, in_idx)
+            if isinstance(m, (*_CONV, nn.Linear)):
+                new = _rebuild(m, out_idx, in_idx)  # grouped and depthwise convs too
             elif isinstance(m, nn.modules.batchnorm._BatchNorm):
                 new = _rebuild_norm(m, norm_idx)
             elif isinstance(m, _CHANNEL_NORM):
@@ -1094,43 +1092,6 @@ class DependencyGraph:
 # ---------------------------------------------------------------------------------------------
 # Rebuilding the layers structured.py does not: grouped convs and the other norms
 # ---------------------------------------------------------------------------------------------
-
-
-def _rebuild_grouped(layer: nn.Module, out_idx, in_idx) -> nn.Module:
-    """A copy of a grouped or depthwise conv keeping output channels ``out_idx`` and input channels ``in_idx``.
-
-    Depthwise (one input channel per group): whole groups go, ``groups`` shrinks. Grouped: the same
-    in-group positions go from every group, ``groups`` stays.
-    """
-    cls = _plain_type(layer)
-    g, cin, cout = layer.groups, layer.in_channels, layer.out_channels
-    out_idx = torch.arange(cout) if out_idx is None else out_idx
-    in_idx = torch.arange(cin) if in_idx is None else in_idx
-    w = layer.weight
-    per_in = cin // g
-    if per_in == 1:
-        groups, positions = len(in_idx), None
-        in_channels = len(in_idx)
-    else:
-        positions = in_idx[in_idx < per_in]
-        groups, in_channels = g, g * len(positions)
-        if in_channels != len(in_idx):
-            raise ValueError(f"the kept input channels of a grouped conv are not the same in every group")
-    if len(out_idx) % groups:
-        raise ValueError(f"{len(out_idx)} output channels do not split into {groups} groups")
-    weight = _take(_take(w, 0, out_idx), 1, positions)
-    has_bias = layer.bias is not None
-    new = nn.utils.skip_init(cls, in_channels, len(out_idx), layer.kernel_size, stride=layer.stride,
-                             padding=layer.padding, dilation=layer.dilation, groups=groups,
-                             padding_mode=layer.padding_mode, bias=has_bias, device=w.device, dtype=w.dtype)
-    values = {"weight": weight}
-    if has_bias:
-        values["bias"] = _take(layer.bias, 0, out_idx)
-    new = _fill(new, layer, values)
-    mask = get_mask(layer)
-    if mask is not None:
-        apply_mask(new, _take(_take(mask, 0, out_idx), 1, positions))
-    return new
 
 
 def _on_device_of(new: nn.Module, old: nn.Module) -> nn.Module:

@@ -584,3 +584,29 @@ def test_fold_batchnorm_leaves_a_bn_that_does_not_read_a_conv_and_refuses_masks(
     with pytest.raises(ValueError, match="example_input is needed"):
         fold_batchnorm(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)))  # declares no input size
     fold_batchnorm(cifar_resnet(20).eval())  # the CIFAR ResNet declares its 32 x 32 input
+
+
+@pytest.mark.parametrize("groups", [4, 8])
+def test_rebuilding_a_grouped_or_depthwise_conv_keeps_what_the_kept_channels_compute(groups):
+    # groups=8 on 8 inputs is depthwise (whole groups go); groups=4 keeps the same in-group positions
+    from pruning_utils.structured import _rebuild
+
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 16, 3, padding=1, groups=groups)
+    x = torch.randn(2, 8, 5, 5)
+    same = _rebuild(conv)
+    assert (same.in_channels, same.out_channels, same.groups) == (8, 16, groups)
+    assert torch.equal(same(x), conv(x))
+    if groups == 8:   # depthwise: drop input channels 1 and 6, hence their output pairs 2, 3 and 12, 13
+        keep_in = torch.tensor([0, 2, 3, 4, 5, 7])
+        keep_out = torch.tensor([c for c in range(16) if c // 2 in keep_in.tolist()])
+        small = _rebuild(conv, keep_out, keep_in)
+        assert (small.in_channels, small.out_channels, small.groups) == (6, 12, 6)
+        assert torch.allclose(small(x[:, keep_in]), conv(x)[:, keep_out], atol=1e-6)
+    else:             # grouped: position 1 of every group of 2 inputs goes; with it, the columns reading it
+        keep_in = torch.tensor([0, 2, 4, 6])
+        small = _rebuild(conv, None, keep_in)
+        assert (small.in_channels, small.out_channels, small.groups) == (4, 16, 4)
+        zeroed = x.clone()
+        zeroed[:, [1, 3, 5, 7]] = 0
+        assert torch.allclose(small(x[:, keep_in]), conv(zeroed), atol=1e-6)
