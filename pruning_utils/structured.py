@@ -7,15 +7,19 @@ next layer's input channels (after ``Flatten`` they are whole blocks of a Linear
 columns). The layers that share one set of channels form a :class:`ChannelGroup`, pruned together
 with the same kept indices.
 
-:class:`StructuredPruner` finds those groups in
+:class:`StructuredPruner` finds those groups in the model's dependency graph
+(:class:`~pruning_utils.depgraph.DependencyGraph`, traced with torch.fx on ``example_input`` or zeros
+of ``input_size``; the course's models give their own size). By default it keeps Li et al.'s (2017)
+rule: a chain's channels (conv -> [BN] -> activation/pooling -> next conv, or -> Flatten -> Linear;
+through depthwise and grouped convs, concatenations, wrapper modules) and a block's *inner* channels,
+never the channels an addition (or product) joins; ``residual=True`` prunes those too, as
+:func:`~pruning_utils.depgraph.prune_graph` does. What the graph cannot prove safe stays whole, and a
+pruned copy that fails a forward on the example input raises ``ValueError`` naming the group.
 
-* ``nn.Sequential`` chains (CNNs with a Linear head, MLPs): conv -> [BN] -> activation/pooling ->
-  next conv, or -> Flatten -> Linear; Linear -> [BN] -> activation -> next Linear;
-* residual blocks whose wiring it knows (the course's and torchvision's ``BasicBlock``, torchvision's
-  ``Bottleneck``): only the *inner* channels (Li et al. 2017), never the channels an addition joins.
-
-Anything else on a channel's path (a grouped or depthwise conv, an unknown module) raises a
-``ValueError`` naming the layer, rather than returning a silently broken model.
+When the model cannot be traced or gives no input size, the hand-listed patterns are used:
+``nn.Sequential`` chains and residual blocks whose wiring is known (the course's and torchvision's
+``BasicBlock``, torchvision's ``Bottleneck``); anything else on a channel's path (a grouped or
+depthwise conv, an unknown module) then raises a ``ValueError`` naming the layer, with the hint.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from torch import nn
 import torch.nn.utils.fusion
 from torch.nn.utils import parametrize
 
-from .checks import check_fraction, check_int, check_module, check_names, check_tensor
+from .checks import check_flag, check_fraction, check_int, check_module, check_names, check_tensor
 from .flops import check_input_size, count_flops, default_input_size
 from .masks import apply_mask, get_mask
 
@@ -282,17 +286,26 @@ class ChannelGroup:
     norms: list[str] = field(default_factory=list)
     consumers: list[tuple[str, int]] = field(default_factory=list)
     block: str | None = None  # "BasicBlock 'layer1.0'" for the inner channels of a residual block
+    units: int | None = None  # prunable units when the dependency graph found the group (None: = channels)
+    others: list[tuple[str, str]] = field(default_factory=list)  # further coupled (layer, dimension) pairs
+    producers: list[str] = field(default_factory=list, repr=False)  # every layer making these channels
+    graph_index: int | None = field(default=None, repr=False)  # the DependencyGraph group it comes from
+    roots: list[int] = field(default_factory=list, repr=False)  # its classes, in the producer's channel order
 
     def details(self) -> str:
         """One line per coupled layer, saying which dimension of it is pruned."""
         where = f"inside {self.block}" if self.block else "sequential chain"
-        lines = [f"group {self.producer!r}: {self.channels} channels ({where})",
-                 f"  {self.producer:<22} weight dim 0 (its output channels), bias if any"]
+        if len(self.producers) > 1:
+            where += f"; joined by an addition or product of {len(self.producers)} layers' outputs"
+        units = "" if self.units in (None, self.channels) else f", {self.units} prunable units"
+        lines = [f"group {self.producer!r}: {self.channels} channels{units} ({where})"]
+        lines += [f"  {n:<22} weight dim 0 (its output channels), bias if any" for n in (self.producers or [self.producer])]
         lines += [f"  {n:<22} weight, bias, running mean/var of the same channels" for n in self.norms]
         for n, per in self.consumers:
             what = "weight dim 1 (its input channels)" if per == 1 else \
                 f"weight columns: {per} per channel (the flattened channel x position inputs)"
             lines.append(f"  {n:<22} {what}")
+        lines += [f"  {n:<22} {what}" for n, what in self.others]
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -368,15 +381,17 @@ def _chain_group(leaves, i: int) -> ChannelGroup | None:
     if not group.consumers:
         return None
     if is_conv:
-        _check_ungrouped(layer, name)
+        _check_ungrouped(layer, name, producer=name)
     return group
 
 
-def _block_groups(prefix: str, block: nn.Module) -> list[ChannelGroup]:
+def _block_groups(prefix: str, block: nn.Module, exclude=frozenset()) -> list[ChannelGroup]:
     groups = []
     for producer, norm, consumer in _BLOCKS[_qualname(block)]:
         conv, bn, nxt = (getattr(block, a, None) for a in (producer, norm, consumer))
         names = [_join(prefix, a) for a in (producer, norm, consumer)]
+        if names[0] in exclude:  # excluded before anything is checked: the error's own hint works
+            continue
         for n, m, kind in zip(names, (conv, bn, nxt), (nn.Conv2d, nn.BatchNorm2d, nn.Conv2d)):
             if not isinstance(m, kind):
                 raise ValueError(f"layer {n!r} of block {prefix!r} should be a {kind.__name__}; got {type(m).__name__}")
@@ -387,8 +402,122 @@ def _block_groups(prefix: str, block: nn.Module) -> list[ChannelGroup]:
     return groups
 
 
-def find_channel_groups(model: nn.Module, exclude=()) -> list[ChannelGroup]:
+def _independent(module: nn.Module) -> bool:
+    """A layer that makes channels of its own (not a depthwise conv, whose outputs follow its inputs)."""
+    if isinstance(module, nn.Linear):
+        return True
+    return isinstance(module, _CONV) and (module.groups == 1 or module.in_channels // module.groups > 1)
+
+
+def _ancestor(names: list[str]) -> str:
+    parts = [n.split(".")[:-1] for n in names]
+    common = parts[0]
+    for p in parts[1:]:
+        i = 0
+        while i < min(len(common), len(p)) and common[i] == p[i]:
+            i += 1
+        common = common[:i]
+    return ".".join(common)
+
+
+def _graph_groups(model: nn.Module, graph, exclude: set, residual: bool) -> list[ChannelGroup]:
+    """The :class:`ChannelGroup` s of a traced :class:`~pruning_utils.depgraph.DependencyGraph`.
+
+    Default (``residual=False``, Li et al. 2017): a group made by one layer (depthwise convs on its
+    path follow it) whose layers share a container (an ``nn.Sequential`` or a block), i.e. a chain's
+    channels or a block's inner channels; channels an addition or product joins stay whole.
+    ``residual=True``: every group the graph can prune (what :func:`prune_graph` does).
+    """
+    modules = graph._modules
+    out = []
+    for cg in graph.groups:
+        if not cg.prunable:
+            continue
+        cls = set(cg.roots)
+        layers = list(dict.fromkeys(n for n, _, _ in cg.members if n in modules))
+        producers = [n for n in layers if (n, "out") in graph._member_roots and _independent(modules[n])
+                     and cls & set(graph._member_roots[(n, "out")].tolist())]
+        if not producers or any(p in exclude for p in producers):
+            continue
+        prefix = _ancestor(layers)
+        container = model.get_submodule(prefix) if prefix else model
+        if not residual and (len(producers) > 1 or (not prefix and not isinstance(model, nn.Sequential))):
+            continue
+        producer = producers[0]
+        proots = graph._member_roots[(producer, "out")].tolist()
+        order = list(dict.fromkeys(r for r in proots if r in cls))
+        order += [r for r in cg.roots if r not in set(order)]
+        channels = sum(1 for r in proots if r in cls)
+        norms, consumers, others = [], [], []
+        follow = {n for n in layers if (n, "out") in graph._member_roots and not _independent(modules[n])
+                  and cls & set(graph._member_roots[(n, "out")].tolist())}  # depthwise convs on the path
+        for name, what, count in cg.members:
+            if name in producers and what.startswith("weight dim 0"):
+                continue
+            m = modules.get(name)
+            if isinstance(m, _NORM) and name not in follow:
+                norms.append(name)
+            elif isinstance(m, (*_CONV, nn.Linear)) and name not in follow and what.startswith("weight dim 1"):
+                consumers.append((name, max(1, count // max(1, channels))))
+            else:
+                others.append((name, f"{what} ({count})"))
+        block = None
+        if prefix and not isinstance(container, nn.Sequential):
+            block = f"{type(container).__name__} {prefix!r}"
+        out.append(ChannelGroup(producer, channels, norms, consumers, block, units=cg.units, others=others,
+                                producers=producers, graph_index=cg.index, roots=order))
+    return out
+
+
+def _trace(model: nn.Module, example_input=None, input_size=None):
+    """``(DependencyGraph, None)`` or ``(None, why it cannot be traced)``."""
+    from .depgraph import DependencyGraph
+
+    if example_input is None and input_size is None and default_input_size(model) is None:
+        return None, "no input size is known (pass input_size=... or example_input=... to trace the model)"
+    try:
+        return DependencyGraph(model, example_input, input_size=input_size), None
+    except ValueError as exc:
+        return None, str(exc).splitlines()[0]
+
+
+def _find_groups(model, exclude=(), example_input=None, input_size=None, residual=False):
+    check_module(model)
+    exclude = set(check_names(exclude, "exclude"))
+    names = {n for n, _ in model.named_modules()}
+    unknown = sorted(exclude - names)
+    if unknown:
+        raise ValueError(f"exclude names no layer of the model: {unknown}")
+    graph, why = _trace(model, example_input, input_size)
+    if graph is not None:
+        return _graph_groups(model, graph, exclude, residual), graph
+    if residual:
+        raise ValueError(f"residual=True needs the dependency graph, but {type(model).__name__} cannot be traced: {why}")
+    try:
+        return _listed_groups(model, exclude), None
+    except ValueError as exc:
+        raise ValueError(f"{exc} (the hand-listed patterns were used because {why}; the dependency graph "
+                         f"handles grouped and depthwise convs, concatenations and wrapper modules)") from None
+
+
+def find_channel_groups(model: nn.Module, exclude=(), *, example_input=None, input_size=None,
+                        residual: bool = False) -> list[ChannelGroup]:
     """Every :class:`ChannelGroup` of ``model`` that can be pruned safely, in model order.
+
+    The groups come from the model's :class:`~pruning_utils.depgraph.DependencyGraph` (traced on
+    ``example_input``, or zeros of ``input_size``; the course's models give their own size). By
+    default (Li et al. 2017) they are the channels of chains and the *inner* channels of blocks: a
+    group an addition joins stays whole; ``residual=True`` prunes those too. Producers named in
+    ``exclude`` keep all their channels. When the model cannot be traced (or no input size is known)
+    the hand-listed patterns are used: ``nn.Sequential`` chains and the course's / torchvision's
+    ResNet blocks.
+    """
+    return _find_groups(model, exclude, example_input, input_size, check_flag(residual, "residual"))[0]
+
+
+def _listed_groups(model: nn.Module, exclude=()) -> list[ChannelGroup]:
+    """The hand-listed patterns (used when the model cannot be traced or gives no input size): every
+    :class:`ChannelGroup` of ``model`` that can be pruned safely, in model order.
 
     Producers named in ``exclude`` keep all their channels. A Sequential is assumed to run its children
     in order (as ``nn.Sequential`` does); its last producer's channels leave it and are never pruned.
@@ -403,7 +532,7 @@ def find_channel_groups(model: nn.Module, exclude=()) -> list[ChannelGroup]:
 
     def visit(prefix: str, module: nn.Module) -> None:
         if _qualname(module) in _BLOCKS:
-            groups.extend(g for g in _block_groups(prefix, module) if g.producer not in exclude)
+            groups.extend(_block_groups(prefix, module, exclude))
             return
         if isinstance(module, nn.Sequential):
             leaves = _chain(prefix, module)
@@ -594,12 +723,14 @@ class StructuredPruner:
     (8, 256)
     """
 
-    def __init__(self, model: nn.Module, importance="l1", *, round_to: int = 1, exclude=(), input_size=None):
+    def __init__(self, model: nn.Module, importance="l1", *, round_to: int = 1, exclude=(), input_size=None,
+                 example_input=None, residual: bool = False):
         self.model = model
         self.importance = _criterion(importance)
         self.round_to = check_int(round_to, "round_to", 1)
-        self.groups = find_channel_groups(model, exclude)
         self.input_size = None if input_size is None else check_input_size(input_size)
+        self.residual = check_flag(residual, "residual")
+        self.groups, self.graph = _find_groups(model, exclude, example_input, self.input_size, self.residual)
         self.report: PruningReport | None = None
 
     def describe(self) -> str:
@@ -688,6 +819,8 @@ class StructuredPruner:
                 f"nn.Sequential chains (conv/Linear layers followed by another conv/Linear) and the inner channels "
                 f"of {', '.join(sorted({k.rsplit('.', 1)[1] for k in _BLOCKS}))} residual blocks")
         pruned = copy.deepcopy(self.model)
+        if self.graph is not None:
+            return self._prune_graph(pruned, prune_ratio, verbose)
         out_idx, in_idx, norm_idx = {}, {}, {}
         for g in self.groups:
             producer = pruned.get_submodule(g.producer)
@@ -701,6 +834,56 @@ class StructuredPruner:
         for name, keep in norm_idx.items():
             _set_module(pruned, name, _rebuild_norm(pruned.get_submodule(name), keep))
         self.report = structure_report(self.model, pruned, self.input_size)
+        if verbose:
+            print(self.report)
+        return pruned
+
+
+    def _removed(self, pruned: nn.Module, g: ChannelGroup, prune_ratio: float) -> list[int]:
+        """The classes of group ``g`` that go: the lowest-scoring by the producers' filter importance."""
+        graph = self.graph
+        cls = set(g.roots)
+        frozen = [r for r in g.roots if r in graph._frozen]
+        producer = pruned.get_submodule(g.producer)
+        proots = graph._member_roots[(g.producer, "out")].tolist()
+        if len(g.producers) == 1 and not frozen and len(proots) == len(g.roots) and set(proots) == cls:
+            # one class per output channel: exactly the chain / inner-channel rule of the tutorial methods
+            bn = pruned.get_submodule(g.norms[0]) if g.norms else None
+            keep = self.select_channels(producer, bn, prune_ratio, name=g.producer).tolist()
+            kept = {proots[i] for i in keep}
+            return [r for r in g.roots if r not in kept]
+        scores = dict.fromkeys(g.roots, 0.0)
+        for name in g.producers:
+            layer = pruned.get_submodule(name)
+            bn_name = g.norms[0] if len(g.producers) == 1 and g.norms else graph._norm_after.get(name)
+            bn = pruned.get_submodule(bn_name) if bn_name else None
+            s = self.compute_filter_importance(layer, bn, name=name).detach().float().cpu().tolist()
+            for r, v in zip(graph._member_roots[(name, "out")].tolist(), s):
+                if r in cls:
+                    scores[r] += v
+        candidates = [r for r in g.roots if r not in graph._frozen]
+        n_remove = min(g.units - channels_to_keep(g.units, prune_ratio, self.round_to), len(candidates))
+        if n_remove <= 0:
+            return []
+        stay = set(_top(torch.tensor([scores[r] for r in candidates]), len(candidates) - n_remove).tolist())
+        return [r for i, r in enumerate(candidates) if i not in stay]
+
+    def _prune_graph(self, pruned: nn.Module, prune_ratio: float, verbose: bool) -> nn.Module:
+        removed = {}
+        for g in self.groups:
+            removed[g.graph_index] = self._removed(pruned, g, prune_ratio)
+        everything = {r for rs in removed.values() for r in rs}
+        self.graph._apply(pruned, everything)
+        failure = self.graph._self_check(pruned)
+        if failure:
+            for g in self.groups:  # which group breaks it?
+                trial = copy.deepcopy(self.model)
+                self.graph._apply(trial, set(removed[g.graph_index]))
+                if self.graph._self_check(trial):
+                    raise ValueError(f"pruning group {g.producer!r} of {type(self.model).__name__} breaks its forward "
+                                     f"({failure}); pass exclude=[{g.producer!r}] to leave it whole:\n{g.details()}")
+            raise ValueError(f"pruning {type(self.model).__name__} breaks its forward: {failure}")
+        self.report = structure_report(self.model, pruned, self.input_size or self.graph.input_size)
         if verbose:
             print(self.report)
         return pruned

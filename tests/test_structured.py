@@ -22,6 +22,7 @@ from pruning_utils.structured import (
     prune_simple_cnn,
     structure_report,
 )
+from pruning_utils.structured import _listed_groups
 from pruning_utils.training import fine_tune
 
 
@@ -610,3 +611,180 @@ def test_rebuilding_a_grouped_or_depthwise_conv_keeps_what_the_kept_channels_com
         zeroed = x.clone()
         zeroed[:, [1, 3, 5, 7]] = 0
         assert torch.allclose(small(x[:, keep_in]), conv(zeroed), atol=1e-6)
+
+
+# ---- built on the dependency graph ------------------------------------------------------------------------
+
+
+def same_pruning(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert sa[k].shape == sb[k].shape and torch.equal(sa[k], sb[k]), k
+
+
+def hand_listed(model, **options):
+    """The pruner on the hand-listed patterns only (no input size: the model is not traced)."""
+    pruner = StructuredPruner(model, **options)
+    assert pruner.graph is None
+    return pruner
+
+
+@pytest.mark.parametrize("build, size, options", [
+    (lambda: SmallCNN(widths=(8, 16, 32)), None, {}),
+    (lambda: SmallCNN(widths=(8, 16, 32)), None, {"importance": "bn_scale", "round_to": 4}),
+    (lambda: MLP(in_features=64, hidden=(32, 16)), None, {"exclude": True}),
+    (lambda: cifar_resnet(20), None, {}),
+    (lambda: cifar_resnet(20), None, {"importance": "l2", "exclude": True}),
+    (lambda: cnn(), (1, 3, 8, 8), {"importance": "bn_scale"}),
+    (lambda: cnn(head="pool"), (1, 3, 8, 8), {"round_to": 4}),
+], ids=["smallcnn", "smallcnn-bn_scale-round4", "mlp-exclude", "resnet20", "resnet20-l2-exclude",
+        "sequential-bn_scale", "pooled-head-round4"])
+def test_the_graph_finds_the_hand_listed_groups_and_prunes_the_same(build, size, options):
+    torch.manual_seed(0)
+    model = randomise_bn(build()).eval()
+    if "exclude" in options:
+        options = {**options, "exclude": [find_channel_groups(model, input_size=size)[0].producer]}
+    graph = StructuredPruner(model, input_size=size, **options)
+    assert graph.graph is not None
+    listed = copy.deepcopy(graph)
+    listed.graph, listed.groups = None, _listed_groups(model, options.get("exclude", ()))
+    assert graph.describe() == listed.describe()
+    for ratio in (0.3, 0.5):
+        same_pruning(graph.prune(ratio), listed.prune(ratio))
+
+
+def test_torchvision_resnet_on_the_graph_prunes_as_the_hand_listed_blocks():
+    tv = pytest.importorskip("torchvision.models")
+    torch.manual_seed(0)
+    model = randomise_bn(tv.resnet18(num_classes=5)).eval()
+    graph = StructuredPruner(model, input_size=(1, 3, 32, 32))
+    assert graph.graph is not None and graph.describe() == hand_listed(model).describe()
+    same_pruning(graph.prune(0.5), hand_listed(model).prune(0.5))
+
+
+class BasicConv(nn.Module):  # GoogLeNet's / Inception's wrapper
+    def __init__(self, cin, cout, **kw):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 3, padding=1, **kw)
+
+    def forward(self, x):
+        return torch.relu(self.conv(x))
+
+
+class Concat(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = BasicConv(8, 6), BasicConv(8, 4)
+        self.c = nn.Conv2d(10, 5, 1)
+
+    def forward(self, x):
+        return self.c(torch.cat([self.a(x), self.b(x)], 1))
+
+
+def distinct_biases(model, seed=1):
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                m.bias.copy_(torch.randperm(m.bias.numel(), generator=gen).float() + 1)
+    return model
+
+
+def zero_removed_filters(model, pruned):
+    """Independent check (no BN, ReLU or nothing after each layer): a removed filter, weight row and
+    bias zeroed, outputs zero; its consumers then read zeros. Kept filters are found by their bias."""
+    ref = copy.deepcopy(model)
+    after = dict(pruned.named_modules())
+    with torch.no_grad():
+        for name, m in ref.named_modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                kept = [int((m.bias == b).nonzero()) for b in after[name].bias]
+                assert len(set(kept)) == len(kept)
+                gone = sorted(set(range(m.bias.numel())) - set(kept))
+                m.weight[gone] = 0
+                m.bias[gone] = 0
+    return ref
+
+
+@pytest.mark.parametrize("build, removed", [
+    (lambda: nn.Sequential(nn.Conv2d(3, 8, 1), nn.ReLU(), nn.Conv2d(8, 8, 3, groups=8), nn.ReLU(), nn.Conv2d(8, 4, 1)),
+     {"0": 4, "2": 4}),
+    (lambda: nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3, groups=2), nn.ReLU(), nn.Conv2d(8, 4, 1)),
+     {"0": 4, "2": 4}),
+    (lambda: nn.Sequential(BasicConv(3, 8), BasicConv(8, 6), nn.Conv2d(6, 4, 1)), {"0.conv": 4, "1.conv": 3}),
+    (lambda: nn.Sequential(BasicConv(3, 8), Concat()), {"0.conv": 4, "1.a.conv": 3, "1.b.conv": 2}),
+], ids=["depthwise", "grouped", "wrapper", "concat"])
+def test_what_the_hand_listed_patterns_refused_now_prunes(build, removed):
+    torch.manual_seed(0)
+    model = distinct_biases(build()).eval()
+    x = torch.randn(2, 3, 8, 8)
+    pruner = StructuredPruner(model, input_size=(1, 3, 8, 8))
+    with torch.no_grad():
+        torch.testing.assert_close(pruner.prune(0.0)(x), model(x), rtol=0, atol=0)
+        pruned = pruner.prune(0.5)
+        torch.testing.assert_close(pruned(x), zero_removed_filters(model, pruned)(x), rtol=1e-5, atol=1e-5)
+    widths = {n: m.weight.shape[0] for n, m in pruned.named_modules() if n in removed}
+    assert widths == {n: model.get_submodule(n).weight.shape[0] - k for n, k in removed.items()}
+    assert str(pruner.groups[0]).startswith("group ")
+
+
+def test_grouped_conv_keeps_the_same_positions_in_every_group():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3, groups=2), nn.ReLU(), nn.Conv2d(8, 4, 1))
+    pruner = StructuredPruner(model, input_size=(1, 3, 8, 8))
+    assert [(g.producer, g.channels, g.units) for g in pruner.groups] == [("0", 8, 4), ("2", 8, 4)]
+    assert "4 prunable units" in pruner.describe()
+    pruned = pruner.prune(0.5)
+    assert (pruned[2].groups, pruned[2].in_channels, pruned[2].out_channels) == (2, 4, 4)
+
+
+def test_the_refusals_now_hint_at_the_graph_and_the_resnext_hint_moves_on():
+    pytest.importorskip("torchvision")
+    from torchvision.models.resnet import Bottleneck
+
+    depthwise = nn.Sequential(nn.Conv2d(3, 8, 1), nn.Conv2d(8, 8, 3, groups=8), nn.Conv2d(8, 4, 1))
+    with pytest.raises(ValueError, match=r"exclude=\['1'\].*input_size"):  # the depthwise producer: a hint too
+        StructuredPruner(depthwise, exclude=["0"])
+    model = nn.Sequential(Bottleneck(64, 16, groups=4))
+    with pytest.raises(ValueError, match=r"'0.conv2' is a grouped.*exclude=\['0.conv1'\]"):
+        prune_resnet(model)
+    with pytest.raises(ValueError, match=r"exclude=\['0.conv2'\]"):  # following the hint: the next one, not the same
+        prune_resnet(model, exclude=["0.conv1"])
+    pruned = prune_resnet(model, 0.5, input_size=(1, 64, 8, 8))  # traced: the grouped conv prunes
+    assert (pruned[0].conv1.out_channels, pruned[0].conv2.groups, pruned[0].conv3.in_channels) == (32, 4, 32)
+    assert pruned[0].conv3.out_channels == 64  # the addition's channels stay whole
+
+
+def test_residual_option_prunes_what_an_addition_joins():
+    torch.manual_seed(0)
+    model = randomise_bn(cifar_resnet(20)).eval()
+    inner, everything = StructuredPruner(model), StructuredPruner(model, residual=True)
+    assert len(inner.groups) == 9 and len(everything.groups) == 10
+    assert any(len(g.producers) > 1 and "joined by an addition" in str(g) for g in everything.groups)
+    a, b = inner.prune(0.5), everything.prune(0.5)
+    assert b.layer1[0].conv2.out_channels == 8 and a.layer1[0].conv2.out_channels == 16
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(everything.prune(0.0)(x), model(x))
+    assert sum(p.numel() for p in b.parameters()) < sum(p.numel() for p in a.parameters())
+    with pytest.raises(ValueError, match="residual=True needs the dependency graph"):
+        StructuredPruner(cnn(), residual=True)
+
+
+@pytest.mark.parametrize("name, kept_whole", [("mobilenet_v2", "features.2.conv.2"),
+                                               ("googlenet", "inception3a.branch1.conv")])
+def test_torchvision_models_the_old_patterns_refused(name, kept_whole):
+    tv = pytest.importorskip("torchvision.models")
+    torch.manual_seed(0)
+    kw = {"aux_logits": False, "init_weights": True} if name == "googlenet" else {}
+    model = randomise_bn(getattr(tv, name)(num_classes=5, **kw)).eval()
+    x = torch.randn(2, 3, 32, 32)
+    pruner = StructuredPruner(model, input_size=(1, 3, 32, 32))
+    with torch.no_grad():
+        torch.testing.assert_close(pruner.prune(0.0)(x), model(x))
+    pruned = pruner.prune(0.5)
+    assert pruner.report.params_ratio > 1.3
+    layer = model.get_submodule(kept_whole)
+    assert pruned.get_submodule(kept_whole).out_channels == layer.out_channels  # an add / concat output
+    pruned.train()
+    pruned(x).sum().backward()
