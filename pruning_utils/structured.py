@@ -481,13 +481,18 @@ def _trace(model: nn.Module, example_input=None, input_size=None):
         return None, str(exc).splitlines()[0]
 
 
-def _find_groups(model, exclude=(), example_input=None, input_size=None, residual=False):
+def _checked_exclude(model: nn.Module, exclude) -> set[str]:
+    """``exclude`` as a set of layer names of ``model``; a name it does not have is refused."""
     check_module(model)
     exclude = set(check_names(exclude, "exclude"))
-    names = {n for n, _ in model.named_modules()}
-    unknown = sorted(exclude - names)
+    unknown = sorted(exclude - {n for n, _ in model.named_modules()})
     if unknown:
         raise ValueError(f"exclude names no layer of the model: {unknown}")
+    return exclude
+
+
+def _find_groups(model, exclude=(), example_input=None, input_size=None, residual=False):
+    exclude = _checked_exclude(model, exclude)
     graph, why = _trace(model, example_input, input_size)
     if graph is not None:
         return _graph_groups(model, graph, exclude, residual), graph
@@ -522,12 +527,7 @@ def _listed_groups(model: nn.Module, exclude=()) -> list[ChannelGroup]:
     Producers named in ``exclude`` keep all their channels. A Sequential is assumed to run its children
     in order (as ``nn.Sequential`` does); its last producer's channels leave it and are never pruned.
     """
-    check_module(model)
-    exclude = set(check_names(exclude, "exclude"))
-    names = {n for n, _ in model.named_modules()}
-    unknown = sorted(exclude - names)
-    if unknown:
-        raise ValueError(f"exclude names no layer of the model: {unknown}")
+    exclude = _checked_exclude(model, exclude)
     groups: list[ChannelGroup] = []
 
     def visit(prefix: str, module: nn.Module) -> None:
