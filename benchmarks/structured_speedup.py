@@ -7,6 +7,7 @@ Run from the repository root::
     python benchmarks/structured_speedup.py --rounds 9
     python benchmarks/structured_speedup.py --quick    # ResNet-20 and a narrow VGG, finishes in seconds
     python benchmarks/structured_speedup.py --threads 1 --round-to 1 16 --fold-bn   # the README's second table
+    python benchmarks/structured_speedup.py --threads 1 --round-to 1 --models mobilenet_v2 resnet18 --residual both
 
 Models are randomly initialised (seed 0): which filters go does not change sizes or speed. The two
 ResNets (the course's CIFAR ResNet-56, and torchvision's ResNet-18 on 32x32 inputs) lose inner block
@@ -16,7 +17,10 @@ with ``compare_latency``: ``torch.utils.benchmark`` with all of torch's threads,
 alternating order for several rounds, the median of the per-round speedups. The goal of issue 5 is a
 latency speedup of at least 0.8 x the FLOPs reduction; the last columns say whether each run met it.
 With ``--fold-bn`` both models are timed as deployed: every BatchNorm folded into the conv before it
-(``fold_batchnorm``), which removes a fixed per-call cost that pruning cannot shrink.
+(``fold_batchnorm``), which removes a fixed per-call cost that pruning cannot shrink. MobileNetV2
+(torchvision, 32x32) loses the channels of its inverted residuals' expansions (depthwise convs follow
+them). ``--residual both`` times each model twice: inner channels only (the default, Li et al.) and with
+``residual=True``, which also prunes the channels the additions join (a ResNet's block outputs).
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ MODELS = {  # --models key: (table name, builder)
     "resnet56": ("ResNet-56", lambda: cifar_resnet(56)),
     "resnet18": ("ResNet-18", lambda: torchvision.models.resnet18(num_classes=10)),
     "vgg11": ("VGG-11", vgg),
+    "mobilenet_v2": ("MobileNetV2", lambda: torchvision.models.mobilenet_v2(num_classes=10)),
 }
 
 
@@ -72,6 +77,8 @@ def main(argv=None) -> None:
                         help="kept-channel multiples to compare (1 = no rounding)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 64])
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
+    parser.add_argument("--residual", choices=["no", "yes", "both"], default="no",
+                        help="also prune the channels additions join (block outputs): no (default), yes, both")
     parser.add_argument("--fold-bn", action="store_true",
                         help="time dense and pruned with BatchNorm folded into the convs (fold_batchnorm), "
                              "the form they are deployed in")
@@ -99,13 +106,16 @@ def main(argv=None) -> None:
     example = torch.randn(1, 3, 32, 32)
     deploy = (lambda m: fold_batchnorm(m, example)) if args.fold_bn else (lambda m: m)
     rows = []
-    for name, model in models.items():
-        model.eval()
-        timed_dense = deploy(model)
+    residuals = {"no": [False], "yes": [True], "both": [False, True]}[args.residual]
+    for base, model in models.items():
+      model.eval()
+      timed_dense = deploy(model)
+      for residual in residuals:
+        name = f"{base}, block outputs too" if residual else base
         for ratio in args.ratios:
             widths_seen = {}
             for round_to in args.round_to:
-                pruner = StructuredPruner(model, round_to=round_to, input_size=(1, 3, 32, 32))
+                pruner = StructuredPruner(model, round_to=round_to, input_size=(1, 3, 32, 32), residual=residual)
                 pruned = pruner.prune(ratio).eval()
                 report = pruner.report
                 widths = tuple(r.out_after for r in report.rows)
