@@ -1055,24 +1055,31 @@ class DependencyGraph:
         """
         removed = self.plan(prune_ratio, importance, round_to, groups)
         check_flag(verbose, "verbose")
+        blame = lambda gi, failure: (f"pruning group {gi} of {type(self.model).__name__} breaks its forward "
+                                     f"({failure}); pass exclude=[...] with one of its layers:\n"
+                                     f"{self.groups[gi].details()}")
+        pruned, self.kept = self._pruned_copy(removed, blame)
+        self.removed = removed
+        self.report = structure_report(self.model, pruned, self.input_size)
+        if verbose:
+            print(self.report)
+        return pruned
+
+    def _pruned_copy(self, removed: dict[int, list[int]], blame) -> tuple[nn.Module, dict]:
+        """``(copy, kept indices)``: a copy of the model without the classes in ``removed`` ({group
+        index: class ids}), checked by a forward on the example input. A copy that fails raises
+        ``ValueError``: ``blame(group index, failure)`` for the first group that breaks it on its own."""
         pruned = copy.deepcopy(self.model)
-        everything = {k for ks in removed.values() for k in ks}
-        self.kept = self._apply(pruned, everything)
+        kept = self._apply(pruned, {k for ks in removed.values() for k in ks})
         failure = self._self_check(pruned)
         if failure:
             for gi, ks in removed.items():  # which group breaks it?
                 trial = copy.deepcopy(self.model)
                 self._apply(trial, set(ks))
                 if self._self_check(trial):
-                    raise ValueError(f"pruning group {gi} of {type(self.model).__name__} breaks its forward "
-                                     f"({failure}); pass exclude=[...] with one of its layers:\n"
-                                     f"{self.groups[gi].details()}")
+                    raise ValueError(blame(gi, failure))
             raise ValueError(f"pruning {type(self.model).__name__} breaks its forward: {failure}")
-        self.removed = removed
-        self.report = structure_report(self.model, pruned, self.input_size)
-        if verbose:
-            print(self.report)
-        return pruned
+        return pruned, kept
 
     def _self_check(self, pruned: nn.Module) -> str | None:
         try:

@@ -818,9 +818,9 @@ class StructuredPruner:
                 f"{type(self.model).__name__} has no channel group that can be pruned safely: the pruner handles "
                 f"nn.Sequential chains (conv/Linear layers followed by another conv/Linear) and the inner channels "
                 f"of {', '.join(sorted({k.rsplit('.', 1)[1] for k in _BLOCKS}))} residual blocks")
-        pruned = copy.deepcopy(self.model)
         if self.graph is not None:
-            return self._prune_graph(pruned, prune_ratio, verbose)
+            return self._prune_graph(prune_ratio, verbose)
+        pruned = copy.deepcopy(self.model)
         out_idx, in_idx, norm_idx = {}, {}, {}
         for g in self.groups:
             producer = pruned.get_submodule(g.producer)
@@ -839,24 +839,24 @@ class StructuredPruner:
         return pruned
 
 
-    def _removed(self, pruned: nn.Module, g: ChannelGroup, prune_ratio: float) -> list[int]:
+    def _removed(self, g: ChannelGroup, prune_ratio: float) -> list[int]:
         """The classes of group ``g`` that go: the lowest-scoring by the producers' filter importance."""
-        graph = self.graph
+        graph, model = self.graph, self.model
         cls = set(g.roots)
         frozen = [r for r in g.roots if r in graph._frozen]
-        producer = pruned.get_submodule(g.producer)
+        producer = model.get_submodule(g.producer)
         proots = graph._member_roots[(g.producer, "out")].tolist()
         if len(g.producers) == 1 and not frozen and len(proots) == len(g.roots) and set(proots) == cls:
             # one class per output channel: exactly the chain / inner-channel rule of the tutorial methods
-            bn = pruned.get_submodule(g.norms[0]) if g.norms else None
+            bn = model.get_submodule(g.norms[0]) if g.norms else None
             keep = self.select_channels(producer, bn, prune_ratio, name=g.producer).tolist()
             kept = {proots[i] for i in keep}
             return [r for r in g.roots if r not in kept]
         scores = dict.fromkeys(g.roots, 0.0)
         for name in g.producers:
-            layer = pruned.get_submodule(name)
+            layer = model.get_submodule(name)
             bn_name = g.norms[0] if len(g.producers) == 1 and g.norms else graph._norm_after.get(name)
-            bn = pruned.get_submodule(bn_name) if bn_name else None
+            bn = model.get_submodule(bn_name) if bn_name else None
             s = self.compute_filter_importance(layer, bn, name=name).detach().float().cpu().tolist()
             for r, v in zip(graph._member_roots[(name, "out")].tolist(), s):
                 if r in cls:
@@ -868,21 +868,16 @@ class StructuredPruner:
         stay = set(_top(torch.tensor([scores[r] for r in candidates]), len(candidates) - n_remove).tolist())
         return [r for i, r in enumerate(candidates) if i not in stay]
 
-    def _prune_graph(self, pruned: nn.Module, prune_ratio: float, verbose: bool) -> nn.Module:
-        removed = {}
-        for g in self.groups:
-            removed[g.graph_index] = self._removed(pruned, g, prune_ratio)
-        everything = {r for rs in removed.values() for r in rs}
-        self.graph._apply(pruned, everything)
-        failure = self.graph._self_check(pruned)
-        if failure:
-            for g in self.groups:  # which group breaks it?
-                trial = copy.deepcopy(self.model)
-                self.graph._apply(trial, set(removed[g.graph_index]))
-                if self.graph._self_check(trial):
-                    raise ValueError(f"pruning group {g.producer!r} of {type(self.model).__name__} breaks its forward "
-                                     f"({failure}); pass exclude=[{g.producer!r}] to leave it whole:\n{g.details()}")
-            raise ValueError(f"pruning {type(self.model).__name__} breaks its forward: {failure}")
+    def _prune_graph(self, prune_ratio: float, verbose: bool) -> nn.Module:
+        removed = {g.graph_index: self._removed(g, prune_ratio) for g in self.groups}
+        by_index = {g.graph_index: g for g in self.groups}
+
+        def blame(gi, failure):
+            g = by_index[gi]
+            return (f"pruning group {g.producer!r} of {type(self.model).__name__} breaks its forward "
+                    f"({failure}); pass exclude=[{g.producer!r}] to leave it whole:\n{g.details()}")
+
+        pruned, _ = self.graph._pruned_copy(removed, blame)
         self.report = structure_report(self.model, pruned, self.input_size or self.graph.input_size)
         if verbose:
             print(self.report)
