@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import tempfile
@@ -68,8 +69,10 @@ def _save():
 
 _batches = _data.DeviceLoader._batches
 def _counted_batches(self, order, batch_size):
-    kind = "train" if (self.pad or self.flip) else ("test" if len(self.images) == _SCALE["test_size"] else "val")
-    scale = _SCALE[kind] if kind != "val" or len(self.images) == _SCALE["val_size"] else 1.0
+    if self.pad or self.flip:  # the augmented training split
+        scale = _SCALE["train"]
+    else:                      # the test or validation split by its size; any other loader counts once
+        scale = {_SCALE["test_size"]: _SCALE["test"], _SCALE["val_size"]: _SCALE["val"]}.get(len(self.images), 1.0)
     for x, y in _batches(self, order, batch_size):
         _tags.clear()
         _tags[x.data_ptr()] = scale
@@ -118,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tflops", type=float, default=2.0,
                         help="effective TFLOPS for the estimate when --epoch-seconds is not given (default 2)")
     args = parser.parse_args(argv)
+    for flag, value in (("--epoch-seconds", args.epoch_seconds), ("--tflops", args.tflops)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            parser.error(f"{flag} must be a positive finite number; got {value}")
     from pruning_utils.course import find_notebooks, run_notebook
     from pruning_utils.data import write_smoke_cifar10
 
