@@ -250,11 +250,50 @@ class _Frozen(Exception):
     """Raised inside a handler: freeze every class of the node's inputs with this reason."""
 
 
+# Spatial sizes tried when a model declares no input size: the common image sizes first (32x32 CIFAR,
+# 28x28 MNIST, 8x8 digits), then every size up to 64 (a Flatten -> Linear head accepts only one), then
+# larger ImageNet-style ones.
+_COMMON = (32, 28, 8)
+_TRIAL_SIZES = {1: tuple(dict.fromkeys((*_COMMON, *range(1, 65), 96, 128, 224, 299))),
+                2: tuple(dict.fromkeys((*_COMMON, *range(1, 65), 96, 128, 224, 299))),
+                3: tuple(dict.fromkeys((*_COMMON, *range(1, 33))))}
+
+
+def _inferred_input_size(model: nn.Module) -> tuple | None:
+    """An input shape (batch 1) that runs through ``model``, found from its first Conv/Linear layer, or None.
+
+    The first layer (in module order) gives the channels (``in_channels`` of a conv, ``in_features`` of a
+    Linear); for a conv, square spatial sizes from :data:`_TRIAL_SIZES` are tried (32, 28, 8, then 1 to
+    64, then 96 to 299), and the first one the model's forward accepts is returned. Channel couplings do not depend on the
+    spatial size a forward runs at, so any size the model accepts traces the same groups; the size
+    a Flatten -> Linear head needs is the only one it accepts.
+    """
+    check_module(model)
+    first = next((m for m in model.modules() if isinstance(m, (*_CONV, nn.Linear))), None)
+    if first is None:
+        return None
+    if isinstance(first, nn.Linear):
+        candidates = [(1, first.in_features)]
+    else:
+        dims = _CONV.index(type(first)) + 1 if type(first) in _CONV else first.weight.dim() - 2
+        candidates = [(1, first.in_channels, *(s,) * dims) for s in _TRIAL_SIZES.get(dims, (32,))]
+    for size in candidates:
+        try:
+            with torch.no_grad(), _eval_mode(model):
+                model(_zeros_input(model, size))
+        except Exception:  # noqa: BLE001 - any failure means "not this size"
+            continue
+        return size
+    return None
+
+
 class DependencyGraph:
     """The coupled channels of ``model``, traced with torch.fx and a labelled forward on an example input.
 
     * ``example_input``: a batch the model accepts; or ``input_size`` (batch included); the course's
-      models default to their own input size.
+      models default to their own input size, and any other model to the first size found to run
+      through it (the first layer's channels; common square spatial sizes tried first, see
+      :func:`_inferred_input_size`); :attr:`input_size` says which.
     * ``exclude``: layer (or parameter, or container) names left whole: every class touching them is
       frozen. It is applied before anything else is checked.
 
@@ -277,13 +316,18 @@ class DependencyGraph:
         if unknown:
             raise ValueError(f"exclude names no layer of the model: {unknown}")
         self.exclude = exclude
+        self.input_inferred = False
         if example_input is None:
             size = default_input_size(model) if input_size is None else check_input_size(input_size)
             if size is None:
-                raise ValueError(f"example_input (or input_size) is needed to trace {type(model).__name__}, "
-                                 f"e.g. example_input=torch.randn(1, 3, 32, 32)")
+                size = _inferred_input_size(model)
+                self.input_inferred = size is not None
+            if size is None:
+                raise ValueError(f"example_input (or input_size) is needed to trace {type(model).__name__}: no "
+                                 f"input of the shape its first Conv/Linear layer reads ran through it, e.g. "
+                                 f"example_input=torch.randn(1, 3, 32, 32)")
             example_input = _zeros_input(model, size)
-            self._input_arg = f"input_size={size}"
+            self._input_arg = f"input_size={size}" + (" (inferred from its first layer)" if self.input_inferred else "")
         else:
             check_tensor(example_input, "example_input", floating=True, nonempty=True)
             self._input_arg = f"example_input of shape {tuple(example_input.shape)}"

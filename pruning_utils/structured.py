@@ -16,10 +16,9 @@ never the channels an addition (or product) joins; ``residual=True`` prunes thos
 :func:`~pruning_utils.depgraph.prune_graph` does. What the graph cannot prove safe stays whole, and a
 pruned copy that fails a forward on the example input raises ``ValueError`` naming the group.
 
-When the model cannot be traced or gives no input size, the hand-listed patterns are used:
-``nn.Sequential`` chains and residual blocks whose wiring is known (the course's and torchvision's
-``BasicBlock``, torchvision's ``Bottleneck``); anything else on a channel's path (a grouped or
-depthwise conv, an unknown module) then raises a ``ValueError`` naming the layer, with the hint.
+A model torch.fx cannot trace is refused with the reason. A model that declares no input size is
+traced at the first size found to run through it (the first layer's channels; square spatial sizes,
+common sizes first), or pass ``input_size=`` / ``example_input=``.
 """
 
 from __future__ import annotations
@@ -56,23 +55,6 @@ __all__ = [
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _NORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
-# Layers that act on each channel separately, so removing a channel before them removes it after them.
-_ELEMENTWISE = (
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish, nn.Sigmoid,
-    nn.Tanh, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.Softplus, nn.Identity,
-    nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
-)
-_POOL = (
-    nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
-    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
-    nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d,
-)
-# Residual blocks whose inner channels are known to be private: (producer, its BN, consumer) triples.
-_BLOCKS = {
-    "pruning_utils.models.BasicBlock": (("conv1", "bn1", "conv2"),),
-    "torchvision.models.resnet.BasicBlock": (("conv1", "bn1", "conv2"),),
-    "torchvision.models.resnet.Bottleneck": (("conv1", "bn1", "conv2"), ("conv2", "bn2", "conv3")),
-}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -312,96 +294,6 @@ class ChannelGroup:
         return self.details()
 
 
-def _qualname(module: nn.Module) -> str:
-    cls = type(module)
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def _join(prefix: str, name: str) -> str:
-    return f"{prefix}.{name}" if prefix else name
-
-
-def _chain(prefix: str, seq: nn.Sequential) -> list[tuple[str, nn.Module]]:
-    """The leaves of a Sequential in execution order, nested Sequentials expanded."""
-    out = []
-    for name, child in seq.named_children():
-        full = _join(prefix, name)
-        out += _chain(full, child) if isinstance(child, nn.Sequential) else [(full, child)]
-    return out
-
-
-def _unknown(producer: str, name: str, module: nn.Module, why: str = "") -> ValueError:
-    why = why or "the pruner does not know how this layer couples channels"
-    return ValueError(f"cannot prune the output channels of {producer!r}: they reach layer {name!r} "
-                      f"({_plain_type(module).__name__}) and {why}; pass exclude=[{producer!r}] to leave "
-                      f"{producer!r} whole")
-
-
-def _chain_group(leaves, i: int) -> ChannelGroup | None:
-    """The group starting at producer ``leaves[i]``, or None when its output leaves the chain unread."""
-    name, layer = leaves[i]
-    if not any(isinstance(x, (*_CONV, nn.Linear)) for _, m in leaves[i + 1:] for x in m.modules()):
-        return None  # no layer with weights reads these channels: they are the chain's output, keep them all
-    is_conv = isinstance(layer, _CONV)
-    channels = layer.out_channels if is_conv else layer.out_features
-    group = ChannelGroup(name, channels)
-    flat = False  # True once a Flatten has turned (N, C, H, W) into (N, C*H*W)
-    for next_name, m in leaves[i + 1:]:
-        if isinstance(m, _NORM):
-            if flat or m.num_features != channels:
-                raise _unknown(name, next_name, m, f"normalises {m.num_features} features, not the {channels} channels")
-            group.norms.append(next_name)
-        elif isinstance(m, _ELEMENTWISE):
-            continue
-        elif isinstance(m, _POOL):
-            if flat or not is_conv:
-                raise _unknown(name, next_name, m, "pools across what are channels here")
-        elif isinstance(m, nn.Flatten):
-            if is_conv:
-                if (m.start_dim, m.end_dim) != (1, -1):
-                    raise _unknown(name, next_name, m, "only Flatten(start_dim=1, end_dim=-1) is supported")
-                flat = True
-        elif isinstance(m, _CONV):
-            if not is_conv or flat or m.in_channels != channels:
-                raise _unknown(name, next_name, m, f"its input does not line up with {channels} channels")
-            _check_ungrouped(m, next_name, producer=name)
-            group.consumers.append((next_name, 1))
-            break
-        elif isinstance(m, nn.Linear):
-            if is_conv and not flat:
-                raise _unknown(name, next_name, m, "it is applied to an unflattened conv output")
-            per, rest = divmod(m.in_features, channels)
-            if rest or per < 1 or (not is_conv and per != 1):
-                raise _unknown(name, next_name, m,
-                               f"its {m.in_features} inputs are not a multiple of {channels} channels")
-            group.consumers.append((next_name, per))
-            break
-        else:
-            raise _unknown(name, next_name, m)
-    if not group.consumers:
-        return None
-    if is_conv:
-        _check_ungrouped(layer, name, producer=name)
-    return group
-
-
-def _block_groups(prefix: str, block: nn.Module, exclude=frozenset()) -> list[ChannelGroup]:
-    groups = []
-    for producer, norm, consumer in _BLOCKS[_qualname(block)]:
-        conv, bn, nxt = (getattr(block, a, None) for a in (producer, norm, consumer))
-        names = [_join(prefix, a) for a in (producer, norm, consumer)]
-        if names[0] in exclude:  # excluded before anything is checked: the error's own hint works
-            continue
-        for n, m, kind in zip(names, (conv, bn, nxt), (nn.Conv2d, nn.BatchNorm2d, nn.Conv2d)):
-            if not isinstance(m, kind):
-                raise ValueError(f"layer {n!r} of block {prefix!r} should be a {kind.__name__}; got {type(m).__name__}")
-        _check_ungrouped(conv, names[0], producer=names[0])
-        _check_ungrouped(nxt, names[2], producer=names[0])
-        groups.append(ChannelGroup(names[0], conv.out_channels, [names[1]], [(names[2], 1)],
-                                   block=f"{type(block).__name__} {prefix!r}"))
-    return groups
-
-
 def _independent(module: nn.Module) -> bool:
     """A layer that makes channels of its own (not a depthwise conv, whose outputs follow its inputs)."""
     if isinstance(module, nn.Linear):
@@ -469,18 +361,6 @@ def _graph_groups(model: nn.Module, graph, exclude: set, residual: bool) -> list
     return out
 
 
-def _trace(model: nn.Module, example_input=None, input_size=None):
-    """``(DependencyGraph, None)`` or ``(None, why it cannot be traced)``."""
-    from .depgraph import DependencyGraph
-
-    if example_input is None and input_size is None and default_input_size(model) is None:
-        return None, "no input size is known (pass input_size=... or example_input=... to trace the model)"
-    try:
-        return DependencyGraph(model, example_input, input_size=input_size), None
-    except ValueError as exc:
-        return None, str(exc).splitlines()[0]
-
-
 def _checked_exclude(model: nn.Module, exclude) -> set[str]:
     """``exclude`` as a set of layer names of ``model``; a name it does not have is refused."""
     check_module(model)
@@ -492,17 +372,11 @@ def _checked_exclude(model: nn.Module, exclude) -> set[str]:
 
 
 def _find_groups(model, exclude=(), example_input=None, input_size=None, residual=False):
+    from .depgraph import DependencyGraph
+
     exclude = _checked_exclude(model, exclude)
-    graph, why = _trace(model, example_input, input_size)
-    if graph is not None:
-        return _graph_groups(model, graph, exclude, residual), graph
-    if residual:
-        raise ValueError(f"residual=True needs the dependency graph, but {type(model).__name__} cannot be traced: {why}")
-    try:
-        return _listed_groups(model, exclude), None
-    except ValueError as exc:
-        raise ValueError(f"{exc} (the hand-listed patterns were used because {why}; the dependency graph "
-                         f"handles grouped and depthwise convs, concatenations and wrapper modules)") from None
+    graph = DependencyGraph(model, example_input, input_size=input_size)
+    return _graph_groups(model, graph, exclude, residual), graph
 
 
 def find_channel_groups(model: nn.Module, exclude=(), *, example_input=None, input_size=None,
@@ -513,50 +387,10 @@ def find_channel_groups(model: nn.Module, exclude=(), *, example_input=None, inp
     ``example_input``, or zeros of ``input_size``; the course's models give their own size). By
     default (Li et al. 2017) they are the channels of chains and the *inner* channels of blocks: a
     group an addition joins stays whole; ``residual=True`` prunes those too. Producers named in
-    ``exclude`` keep all their channels. When the model cannot be traced (or no input size is known)
-    the hand-listed patterns are used: ``nn.Sequential`` chains and the course's / torchvision's
-    ResNet blocks.
+    ``exclude`` keep all their channels. A model that declares no input size is traced at the first
+    size found to run through it.
     """
     return _find_groups(model, exclude, example_input, input_size, check_flag(residual, "residual"))[0]
-
-
-def _listed_groups(model: nn.Module, exclude=()) -> list[ChannelGroup]:
-    """The hand-listed patterns (used when the model cannot be traced or gives no input size): every
-    :class:`ChannelGroup` of ``model`` that can be pruned safely, in model order.
-
-    Producers named in ``exclude`` keep all their channels. A Sequential is assumed to run its children
-    in order (as ``nn.Sequential`` does); its last producer's channels leave it and are never pruned.
-    """
-    exclude = _checked_exclude(model, exclude)
-    groups: list[ChannelGroup] = []
-
-    def visit(prefix: str, module: nn.Module) -> None:
-        if _qualname(module) in _BLOCKS:
-            groups.extend(_block_groups(prefix, module, exclude))
-            return
-        if isinstance(module, nn.Sequential):
-            leaves = _chain(prefix, module)
-            for i, (name, leaf) in enumerate(leaves):
-                if isinstance(leaf, (*_CONV, nn.Linear)) and name not in exclude:
-                    group = _chain_group(leaves, i)
-                    if group is not None:
-                        groups.append(group)
-                elif next(leaf.children(), None) is not None:
-                    visit(name, leaf)
-            return
-        for name, child in module.named_children():
-            visit(_join(prefix, name), child)
-
-    visit("", model)
-    uses: dict[int, int] = {}
-    for _, m in model.named_modules(remove_duplicate=False):
-        uses[id(m)] = uses.get(id(m), 0) + 1
-    for g in groups:
-        for name in [g.producer, *g.norms, *(n for n, _ in g.consumers)]:
-            if uses[id(model.get_submodule(name))] > 1:
-                raise ValueError(f"layer {name!r} appears at several places in the model (shared weights); "
-                                 f"its channels cannot be pruned for one use only")
-    return groups
 
 
 # ---------------------------------------------------------------------------------------------
@@ -730,7 +564,8 @@ class StructuredPruner:
         self.round_to = check_int(round_to, "round_to", 1)
         self.input_size = None if input_size is None else check_input_size(input_size)
         self.residual = check_flag(residual, "residual")
-        self.groups, self.graph = _find_groups(model, exclude, example_input, self.input_size, self.residual)
+        self._exclude = _checked_exclude(model, exclude)
+        self.groups, self.graph = _find_groups(model, self._exclude, example_input, self.input_size, self.residual)
         self.report: PruningReport | None = None
 
     def describe(self) -> str:
@@ -814,30 +649,35 @@ class StructuredPruner:
         """
         prune_ratio = check_fraction(prune_ratio, "prune_ratio")
         if not self.groups:
-            raise ValueError(
-                f"{type(self.model).__name__} has no channel group that can be pruned safely: the pruner handles "
-                f"nn.Sequential chains (conv/Linear layers followed by another conv/Linear) and the inner channels "
-                f"of {', '.join(sorted({k.rsplit('.', 1)[1] for k in _BLOCKS}))} residual blocks")
-        if self.graph is not None:
-            return self._prune_graph(prune_ratio, verbose)
-        pruned = copy.deepcopy(self.model)
-        out_idx, in_idx, norm_idx = {}, {}, {}
-        for g in self.groups:
-            producer = pruned.get_submodule(g.producer)
-            bn = pruned.get_submodule(g.norms[0]) if g.norms else None
-            keep = self.select_channels(producer, bn, prune_ratio, name=g.producer)
-            out_idx[g.producer] = keep
-            norm_idx.update({n: keep for n in g.norms})
-            in_idx.update({n: _columns(keep, per) for n, per in g.consumers})
-        for name in dict.fromkeys([*out_idx, *in_idx]):
-            _set_module(pruned, name, _rebuild(pruned.get_submodule(name), out_idx.get(name), in_idx.get(name)))
-        for name, keep in norm_idx.items():
-            _set_module(pruned, name, _rebuild_norm(pruned.get_submodule(name), keep))
-        self.report = structure_report(self.model, pruned, self.input_size)
+            raise ValueError(self._nothing_to_prune())
+        removed = {g.graph_index: self._removed(g, prune_ratio) for g in self.groups}
+        by_index = {g.graph_index: g for g in self.groups}
+
+        def blame(gi, failure):
+            g = by_index[gi]
+            return (f"pruning group {g.producer!r} of {type(self.model).__name__} breaks its forward "
+                    f"({failure}); pass exclude=[{g.producer!r}] to leave it whole:\n{g.details()}")
+
+        pruned, _ = self.graph._pruned_copy(removed, blame)
+        size = self.input_size or (None if self.graph.input_inferred else self.graph.input_size)
+        self.report = structure_report(self.model, pruned, size)
         if verbose:
             print(self.report)
         return pruned
 
+    def _nothing_to_prune(self) -> str:
+        """Why no group is left: what froze the graph's groups, what ``exclude`` and the default rule skip."""
+        reasons = [f"{reason} ({n} group{'s' if n > 1 else ''})" for reason, n in self.graph.frozen_reasons.items()]
+        everything = _graph_groups(self.model, self.graph, set(), residual=True)
+        excluded = sum(any(p in self._exclude for p in g.producers) for g in everything)
+        joined = len(_graph_groups(self.model, self.graph, self._exclude, residual=True)) - len(self.groups)
+        if excluded:
+            reasons.append(f"{excluded} group{'s' if excluded > 1 else ''} named in exclude")
+        if joined and not self.residual:
+            reasons.append(f"{joined} group{'s' if joined > 1 else ''} that an addition, a product or several "
+                           f"producers join (residual=True prunes them)")
+        return (f"{type(self.model).__name__} has no channel group that can be pruned safely; the dependency graph "
+                f"left whole: " + ("; ".join(reasons) or "no layer makes channels another layer reads"))
 
     def _removed(self, g: ChannelGroup, prune_ratio: float) -> list[int]:
         """The classes of group ``g`` that go: the lowest-scoring by the producers' filter importance."""
@@ -868,21 +708,6 @@ class StructuredPruner:
         stay = set(_top(torch.tensor([scores[r] for r in candidates]), len(candidates) - n_remove).tolist())
         return [r for i, r in enumerate(candidates) if i not in stay]
 
-    def _prune_graph(self, prune_ratio: float, verbose: bool) -> nn.Module:
-        removed = {g.graph_index: self._removed(g, prune_ratio) for g in self.groups}
-        by_index = {g.graph_index: g for g in self.groups}
-
-        def blame(gi, failure):
-            g = by_index[gi]
-            return (f"pruning group {g.producer!r} of {type(self.model).__name__} breaks its forward "
-                    f"({failure}); pass exclude=[{g.producer!r}] to leave it whole:\n{g.details()}")
-
-        pruned, _ = self.graph._pruned_copy(removed, blame)
-        self.report = structure_report(self.model, pruned, self.input_size or self.graph.input_size)
-        if verbose:
-            print(self.report)
-        return pruned
-
 
 def prune_simple_cnn(model: nn.Module, prune_ratio: float = 0.3, *, verbose: bool = False, **options) -> nn.Module:
     """Pruned copy of a Sequential CNN or MLP: filters, BN channels, next-layer inputs, Linear-head columns.
@@ -908,8 +733,9 @@ def prune_resnet(model: nn.Module, prune_ratio: float = 0.3, *, verbose: bool = 
     """
     pruner = StructuredPruner(model, **options)
     if not any(g.block for g in pruner.groups):
-        raise ValueError(f"{type(model).__name__} has no residual block the pruner knows "
-                         f"({', '.join(sorted(_BLOCKS))})")
+        raise ValueError(f"{type(model).__name__} has no residual block whose inner channels can be pruned: no "
+                         f"channel group lies inside a block module (use prune_simple_cnn for a chain, "
+                         f"StructuredPruner for the rest)")
     return pruner.prune(prune_ratio, verbose=verbose)
 
 

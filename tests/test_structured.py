@@ -22,7 +22,7 @@ from pruning_utils.structured import (
     prune_simple_cnn,
     structure_report,
 )
-from pruning_utils.structured import _listed_groups
+from _hand_listed import _listed_groups, listed_prune
 from pruning_utils.training import fine_tune
 
 
@@ -364,22 +364,43 @@ def test_prune_resnet_refuses_a_model_without_known_blocks():
 # ---- clear errors ---------------------------------------------------------------------------------------
 
 
-def test_grouped_and_depthwise_convs_raise_naming_the_layer():
-    grouped = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3, groups=2), nn.ReLU(), nn.Conv2d(8, 4, 1))
-    with pytest.raises(ValueError, match=r"'2' is a grouped convolution"):
-        StructuredPruner(grouped)
-    depthwise = nn.Sequential(nn.Conv2d(3, 8, 1), nn.Conv2d(8, 8, 3, groups=8), nn.Conv2d(8, 4, 1))
-    with pytest.raises(ValueError, match=r"'1' is a depthwise convolution"):
-        StructuredPruner(depthwise)
+@pytest.mark.parametrize("model, size", [
+    (nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3, groups=2), nn.ReLU(), nn.Conv2d(8, 4, 1)), 32),
+    (nn.Sequential(nn.Conv2d(3, 8, 1), nn.Conv2d(8, 8, 3, groups=8), nn.Conv2d(8, 4, 1)), 32),
+    (nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 5 * 5, 4)), 7),  # only 7x7 fits
+    (nn.Sequential(nn.Conv1d(2, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 5, 2)), 5),
+], ids=["grouped", "depthwise", "flatten-head", "conv1d-flatten-head"])
+def test_without_an_input_size_one_is_inferred_from_the_first_layer(model, size):
+    """A model that declares no size is traced at the first size that runs through it: the same groups
+    and the same pruned model as with that size given."""
+    inferred = StructuredPruner(model)
+    spatial = (size,) * (model[0].weight.dim() - 2)
+    assert inferred.graph.input_inferred and inferred.graph.input_size == (1, model[0].in_channels, *spatial)
+    given = StructuredPruner(model, input_size=inferred.graph.input_size)
+    assert not given.graph.input_inferred and inferred.describe() == given.describe() != ""
+    same_pruning(inferred.prune(0.5), given.prune(0.5))
+    assert inferred.report.flops_before is None and given.report.flops_before is not None  # FLOPs only for a given size
 
 
-def test_grouped_bottleneck_raises_naming_the_layer():
+def test_no_input_that_runs_is_a_clear_error():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(), nn.Linear(8 * 70 * 70, 2))  # needs 72x72: not tried
+    with pytest.raises(ValueError, match=r"example_input \(or input_size\) is needed to trace Sequential"):
+        StructuredPruner(model)
+    assert StructuredPruner(model, input_size=(1, 3, 72, 72)).prune(0.5)[0].out_channels == 4
+
+
+def test_grouped_bottleneck_prunes_without_an_input_size():
     pytest.importorskip("torchvision")
     from torchvision.models.resnet import Bottleneck
 
-    model = nn.Sequential(Bottleneck(64, 16, groups=4))
-    with pytest.raises(ValueError, match=r"'0.conv2' is a grouped convolution"):
-        prune_resnet(model)
+    torch.manual_seed(0)
+    model = randomise_bn(nn.Sequential(Bottleneck(64, 16, groups=4))).eval()
+    x = torch.randn(2, 64, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(prune_resnet(model, 0.0)(x), model(x), rtol=0, atol=0)
+    pruned = prune_resnet(model, 0.5)
+    assert (pruned[0].conv1.out_channels, pruned[0].conv2.groups, pruned[0].conv3.in_channels) == (32, 4, 32)
+    assert pruned[0].conv3.out_channels == 64  # the addition's channels stay whole
 
 
 class Scale(nn.Module):
@@ -387,15 +408,20 @@ class Scale(nn.Module):
         return x * 2
 
 
-@pytest.mark.parametrize("middle", [Scale(), nn.GroupNorm(2, 8), nn.Softmax(dim=1)],
-                         ids=["custom", "groupnorm", "softmax"])
-def test_unknown_coupling_raises_naming_the_layer(middle):
+class Cumsum(nn.Module):
+    def forward(self, x):
+        return torch.cumsum(x, dim=1)  # mixes the channels in order: no channel can go alone
+
+
+@pytest.mark.parametrize("middle, pruned_width", [(Scale(), 4), (nn.GroupNorm(2, 8), 4), (Cumsum(), None)],
+                         ids=["scale", "groupnorm", "cumsum"])
+def test_what_the_graph_knows_prunes_and_what_it_does_not_is_refused(middle, pruned_width):
     model = nn.Sequential(nn.Conv2d(3, 8, 3), middle, nn.Conv2d(8, 4, 3))
-    with pytest.raises(ValueError, match=r"reach layer '1'.*exclude=\['0'\]"):
-        StructuredPruner(model)
-    StructuredPruner(model, exclude=["0"])  # the hint works: nothing to prune, but no error yet
-    with pytest.raises(ValueError, match="no channel group"):
-        StructuredPruner(model, exclude=["0"]).prune(0.5)
+    if pruned_width is not None:
+        assert StructuredPruner(model).prune(0.5)[0].out_channels == pruned_width
+        return
+    with pytest.raises(ValueError, match=r"no channel group.*cumsum"):
+        StructuredPruner(model).prune(0.5)
 
 
 def test_unknown_layers_after_the_last_weights_are_fine():
@@ -405,9 +431,9 @@ def test_unknown_layers_after_the_last_weights_are_fine():
 
 
 def test_linear_on_unflattened_conv_output_raises():
-    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Linear(6, 4))
-    with pytest.raises(ValueError, match="unflattened"):
-        StructuredPruner(model)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Linear(6, 4))  # mixes the width, on each channel
+    with pytest.raises(ValueError, match="no channel group.*tied together"):
+        StructuredPruner(model).prune(0.5)
 
 
 def test_model_with_nothing_to_prune_raises():
@@ -428,9 +454,9 @@ def test_model_with_nothing_to_prune_raises():
 
 def test_shared_layers_raise():
     conv = nn.Conv2d(4, 4, 1)
-    model = nn.Sequential(nn.Conv2d(3, 4, 1), conv, nn.ReLU(), conv)
-    with pytest.raises(ValueError, match="several places"):
-        StructuredPruner(model)
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), conv, nn.ReLU(), conv, nn.Conv2d(4, 2, 1))
+    with pytest.raises(ValueError, match="no channel group.*tied weights"):
+        StructuredPruner(model).prune(0.5)
 
 
 def test_exclude_keeps_a_layer_whole_and_checks_names():
@@ -623,13 +649,6 @@ def same_pruning(a, b):
         assert sa[k].shape == sb[k].shape and torch.equal(sa[k], sb[k]), k
 
 
-def hand_listed(model, **options):
-    """The pruner on the hand-listed patterns only (no input size: the model is not traced)."""
-    pruner = StructuredPruner(model, **options)
-    assert pruner.graph is None
-    return pruner
-
-
 @pytest.mark.parametrize("build, size, options", [
     (lambda: SmallCNN(widths=(8, 16, 32)), None, {}),
     (lambda: SmallCNN(widths=(8, 16, 32)), None, {"importance": "bn_scale", "round_to": 4}),
@@ -646,21 +665,21 @@ def test_the_graph_finds_the_hand_listed_groups_and_prunes_the_same(build, size,
     if "exclude" in options:
         options = {**options, "exclude": [find_channel_groups(model, input_size=size)[0].producer]}
     graph = StructuredPruner(model, input_size=size, **options)
-    assert graph.graph is not None
-    listed = copy.deepcopy(graph)
-    listed.graph, listed.groups = None, _listed_groups(model, options.get("exclude", ()))
-    assert graph.describe() == listed.describe()
+    listed = _listed_groups(model, options.get("exclude", ()))
+    assert graph.describe() == "\n".join(g.details() for g in listed)
     for ratio in (0.3, 0.5):
-        same_pruning(graph.prune(ratio), listed.prune(ratio))
+        same_pruning(graph.prune(ratio), listed_prune(graph, listed, ratio))
 
 
 def test_torchvision_resnet_on_the_graph_prunes_as_the_hand_listed_blocks():
     tv = pytest.importorskip("torchvision.models")
     torch.manual_seed(0)
     model = randomise_bn(tv.resnet18(num_classes=5)).eval()
-    graph = StructuredPruner(model, input_size=(1, 3, 32, 32))
-    assert graph.graph is not None and graph.describe() == hand_listed(model).describe()
-    same_pruning(graph.prune(0.5), hand_listed(model).prune(0.5))
+    graph = StructuredPruner(model)  # no input size: one is inferred from conv1
+    assert graph.graph.input_size == (1, 3, 32, 32) and graph.graph.input_inferred
+    listed = _listed_groups(model)
+    assert graph.describe() == "\n".join(g.details() for g in listed)
+    same_pruning(graph.prune(0.5), listed_prune(graph, listed, 0.5))
 
 
 class BasicConv(nn.Module):  # GoogLeNet's / Inception's wrapper
@@ -738,21 +757,18 @@ def test_grouped_conv_keeps_the_same_positions_in_every_group():
     assert (pruned[2].groups, pruned[2].in_channels, pruned[2].out_channels) == (2, 4, 4)
 
 
-def test_the_refusals_now_hint_at_the_graph_and_the_resnext_hint_moves_on():
+def test_exclude_is_applied_first_and_the_refusal_counts_it():
     pytest.importorskip("torchvision")
     from torchvision.models.resnet import Bottleneck
 
     depthwise = nn.Sequential(nn.Conv2d(3, 8, 1), nn.Conv2d(8, 8, 3, groups=8), nn.Conv2d(8, 4, 1))
-    with pytest.raises(ValueError, match=r"exclude=\['1'\].*input_size"):  # the depthwise producer: a hint too
-        StructuredPruner(depthwise, exclude=["0"])
-    model = nn.Sequential(Bottleneck(64, 16, groups=4))
-    with pytest.raises(ValueError, match=r"'0.conv2' is a grouped.*exclude=\['0.conv1'\]"):
-        prune_resnet(model)
-    with pytest.raises(ValueError, match=r"exclude=\['0.conv2'\]"):  # following the hint: the next one, not the same
-        prune_resnet(model, exclude=["0.conv1"])
-    pruned = prune_resnet(model, 0.5, input_size=(1, 64, 8, 8))  # traced: the grouped conv prunes
-    assert (pruned[0].conv1.out_channels, pruned[0].conv2.groups, pruned[0].conv3.in_channels) == (32, 4, 32)
-    assert pruned[0].conv3.out_channels == 64  # the addition's channels stay whole
+    with pytest.raises(ValueError, match=r"1 group named in exclude"):  # the depthwise conv follows '0'
+        StructuredPruner(depthwise, exclude=["0"]).prune(0.5)
+    model = nn.Sequential(Bottleneck(64, 16, groups=4))  # ResNeXt: excluding conv1 still prunes conv2
+    pruned = prune_resnet(model, 0.5, exclude=["0.conv1"])
+    assert (pruned[0].conv1.out_channels, pruned[0].conv2.out_channels, pruned[0].conv3.in_channels) == (64, 32, 32)
+    with pytest.raises(ValueError, match=r"fixed size at function 'add'.*2 groups named in exclude"):
+        StructuredPruner(model, exclude=["0.conv1", "0.conv2"]).prune(0.5)
 
 
 def test_residual_option_prunes_what_an_addition_joins():
@@ -767,8 +783,8 @@ def test_residual_option_prunes_what_an_addition_joins():
     with torch.no_grad():
         torch.testing.assert_close(everything.prune(0.0)(x), model(x))
     assert sum(p.numel() for p in b.parameters()) < sum(p.numel() for p in a.parameters())
-    with pytest.raises(ValueError, match="residual=True needs the dependency graph"):
-        StructuredPruner(cnn(), residual=True)
+    chain = cnn()  # no addition: the same groups either way
+    assert StructuredPruner(chain, residual=True).describe() == StructuredPruner(chain).describe()
 
 
 @pytest.mark.parametrize("name, kept_whole", [("mobilenet_v2", "features.2.conv.2"),
