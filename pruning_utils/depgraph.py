@@ -1,10 +1,10 @@
 """Structured pruning of any traceable network: a dependency graph traced from the model (DepGraph-style).
 
-:mod:`structured` knows a few wirings (Sequential chains, the inner channels of ResNet blocks). This
-module finds the coupled channels from the model itself, so residual additions, concatenations,
-depthwise and grouped convolutions, channel shuffles, squeeze-excitation, norms, Flatten -> Linear heads
-and parameters used in ``forward`` (class tokens, layer scales) are pruned together, and what it cannot
-prove safe is left whole with a reason.
+This module finds the coupled channels from the model itself (and
+:class:`~pruning_utils.structured.StructuredPruner` takes its groups from here), so residual additions,
+concatenations, depthwise and grouped convolutions, channel shuffles, squeeze-excitation, norms,
+Flatten -> Linear heads and parameters used in ``forward`` (class tokens, layer scales) are pruned
+together, and what it cannot prove safe is left whole with a reason.
 
 How: ``torch.fx`` traces the model (``torch.nn`` layers are leaves, user modules such as GoogLeNet's
 ``BasicConv2d`` are traced through). One forward runs on an example input and, beside every activation,
