@@ -1255,3 +1255,204 @@ def check_wanda_nm_keep(answer, weights, col_norm, n: int = 2, m: int = 4) -> bo
     else:
         hint = f"score each weight |w_j| * col_norm[j], then keep the {n} highest of each group of {m} consecutive inputs"
     return _report(chosen == right, f"kept: {sorted(right)}", hint)
+
+
+# --- notebook 14 ---------------------------------------------------------------------------------------
+
+__all__ += ["check_coupled_layers", "check_coupled_params_removed", "check_flops_matched_ratio"]
+
+
+def _output_group(model, layer, input_size):
+    """``(graph, group)``: the dependency graph of ``model`` and the group holding ``layer``'s output channels.
+
+    ``layer`` names a Conv or Linear module of ``model``. When its output channels are split over several
+    groups (a residual stream widened by a zero-padding shortcut), the first of them in the graph's order.
+    """
+    from torch import nn
+
+    from .checks import check_module, check_name
+    from .depgraph import DependencyGraph
+
+    model = check_module(model)
+    layer = check_name(layer, "layer")
+    modules = dict(model.named_modules())
+    if not isinstance(modules.get(layer), (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)):
+        convs = [n for n, m in modules.items() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear))]
+        what = "no module" if layer not in modules else f"a {type(modules[layer]).__name__}"
+        raise ValueError(f"layer must name a Conv or Linear layer of the model; {layer!r} is {what} "
+                         f"(its Conv/Linear layers: {', '.join(convs[:6])}{', ...' if len(convs) > 6 else ''})")
+    graph = DependencyGraph(model, input_size=input_size)
+    for group in graph.groups:
+        if any(name == layer and what.startswith("weight dim 0") for name, what, _ in group.members):
+            return graph, group
+    raise ValueError(f"layer {layer!r}: the dependency graph found no group holding its output channels "
+                     f"(it does not run in the model's forward?)")
+
+
+def check_coupled_layers(answer, model, layer: str, input_size=None) -> bool:
+    """Exercise 14.1: the layers coupled with ``layer``'s output channels (they lose the same channels).
+
+    ``answer``: an iterable of layer names (str), any order; right when it is exactly the set of names in
+    the :class:`~pruning_utils.depgraph.CoupledGroup` holding ``layer``'s output channels, ``layer``
+    included (a parameter that is not a module, e.g. a class token, counts by the name the graph prints).
+    Recomputed here with ``DependencyGraph(model, input_size=input_size)``.
+    """
+    from torch import nn
+
+    from .checks import check_names
+
+    if isinstance(answer, (str, bytes)):
+        raise TypeError(f"answer must be a list of layer names (str), not one str; got {answer!r} "
+                        f"(wrap it in a list: [{answer!r}, ...])")
+    names = set(check_names(answer, "answer"))
+    graph, group = _output_group(model, layer, input_size)
+    modules = dict(graph.model.named_modules())
+    right = list(dict.fromkeys(name for name, _, _ in group.members))
+    kinds: dict[str, set] = {}
+    for name, what, _ in group.members:
+        kinds.setdefault(name, set()).add("out" if what.startswith("weight dim 0") else
+                                          "in" if what.startswith("weight dim 1") else "other")
+    missing = [n for n in right if n not in names]
+    extra = sorted(names - set(right))
+    norm_types = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm, nn.LayerNorm, nn.GroupNorm)
+    pieces = []
+    carriers = [n for n in missing if "out" in kinds[n] and "in" in kinds[n]]
+    if carriers:
+        pieces.append(f"{len(carriers)} missing layer(s) read these channels and write them again, one filter per "
+                      f"channel (a depthwise conv): it carries each channel through: its weight and its norm lose "
+                      f"them too")
+    norms = [n for n in missing if isinstance(modules.get(n), norm_types)]
+    if norms:
+        pieces.append(f"{len(norms)} missing norm layer(s) after a producer: a BatchNorm/norm holds the same channels")
+    consumers = [n for n in missing if kinds[n] == {"in"}]
+    if consumers:
+        pieces.append(f"{len(consumers)} missing layer(s): each reads these channels as inputs (its weight dim 1 "
+                      f"loses the same columns)")
+    producers = [n for n in missing if kinds[n] == {"out"} and n != layer]
+    if producers:
+        pieces.append(f"{len(producers)} other layer(s) write into the same channels (an addition joins them: "
+                      f"they must lose the same output channels)")
+    if layer in missing:
+        pieces.append(f"{layer!r} itself belongs to the answer")
+    rest = [n for n in missing if n not in {*carriers, *norms, *consumers, *producers, layer}]
+    if rest:
+        pieces.append(f"{len(rest)} other member(s) of the group are missing (parameters count by their name)")
+    if extra:
+        pieces.append(f"{', '.join(map(repr, extra))} does not touch these channels")
+    hint = "; ".join(pieces)
+    return _report(not missing and not extra,
+                   f"{len(right)} layers lose {layer!r}'s output channels together: {', '.join(right)}", hint)
+
+
+def _removed_parameters(model, pruned) -> dict[str, int]:
+    """How many elements each parameter of ``model`` loses in ``pruned`` (same names; buffers not counted)."""
+    after = {n: p.numel() for n, p in pruned.named_parameters()}
+    return {n: p.numel() - after.get(n, 0) for n, p in model.named_parameters() if p.numel() != after.get(n, 0)}
+
+
+def check_coupled_params_removed(answer, model, layer: str, k: int, input_size=None) -> bool:
+    """Exercise 14.2: how many parameters leave ``model`` when ``k`` units of ``layer``'s output group go.
+
+    Parameters: weights, biases and norms' affine weights (buffers such as running statistics do not
+    count). Recounted here by really pruning that group alone: ``DependencyGraph(model,
+    input_size=input_size).prune(k / units, groups=[its index])`` (``channels_to_keep`` then keeps exactly
+    ``units - k``), counting every parameter before and after.
+    """
+    from torch import nn
+
+    from .checks import check_int
+    from .structured import channels_to_keep
+
+    answer = check_int(answer, "answer", 0)
+    k = check_int(k, "k", 1)
+    graph, group = _output_group(model, layer, input_size)
+    if group.frozen:
+        raise ValueError(f"layer {layer!r}: the group holding its output channels (group {group.index}) is frozen, "
+                         f"it cannot be pruned: {group.frozen}")
+    free = group.units - group.frozen_units
+    if k >= free:
+        raise ValueError(f"k must be smaller than the {free} prunable units of the group holding {layer!r}'s "
+                         f"output channels (at least one stays); got k={k}")
+    ratio = k / group.units  # channels_to_keep keeps units - round(ratio * units) = units - k
+    if group.units - channels_to_keep(group.units, ratio) != k:  # pragma: no cover - rounding guard
+        raise ValueError(f"k={k} cannot be removed exactly from {group.units} units by a ratio")
+    pruned = graph.prune(ratio, groups=[group.index])
+    lost = _removed_parameters(graph.model, pruned)
+    right = sum(lost.values())
+    modules = dict(graph.model.named_modules())
+    kinds: dict[str, set] = {}
+    for name, what, _ in group.members:
+        kinds.setdefault(name, set()).add("out" if what.startswith("weight dim 0") else
+                                          "in" if what.startswith("weight dim 1") else "other")
+    owner = lambda p: p.rpartition(".")[0]  # noqa: E731
+    layer_types = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+    norms = sum(v for p, v in lost.items() if owner(p) in modules and not isinstance(modules[owner(p)], layer_types)
+                and owner(p) in kinds)
+    consumers = sum(v for p, v in lost.items() if kinds.get(owner(p)) == {"in"})
+    biases = sum(v for p, v in lost.items() if p.endswith(".bias") and isinstance(modules.get(owner(p)), layer_types))
+    own = sum(v for p, v in lost.items() if owner(p) == layer)
+    alternatives = [(right - norms, "that leaves out the norm layers: each keeps a weight and a bias per channel, "
+                                    "and they lose the removed channels' ones"),
+                    (right - consumers, "the layers that read these channels lose their input columns too "
+                                        "(weight dim 1): count those"),
+                    (right - biases, "the removed channels' biases go too"),
+                    (own, f"that is {layer!r}'s own rows only; every layer of the group loses the same channels "
+                          f"(print the graph's group)")]
+    hint = next((h for v, h in alternatives if v != right and answer == v),
+                f"add up, over every member of the group, the parameters of the {k} removed channels: rows of the "
+                f"producers (weights and biases), the norms' weight and bias, the consumers' input columns")
+    return _report(answer == right, f"{right:,} parameters leave the model when {k} of the {group.units} units of "
+                                    f"group {group.index} go ({len(lost)} tensors shrink)", hint)
+
+
+def check_flops_matched_ratio(answer, model, inner_ratio: float, input_size) -> bool:
+    """Exercise 14.3: the ratio at which pruning the residual streams too costs the FLOPs of inner-only pruning.
+
+    Recomputed here: the target is ``count_flops(StructuredPruner(model).prune(inner_ratio), input_size)[0]``
+    (inner channels only, Li et al.); then ``StructuredPruner(model, residual=True).prune(r)`` for every
+    ``r`` of the grid 0.01, 0.02, ..., 0.99 (one pruner; importance l1; the FLOPs depend only on how many
+    channels each group keeps, so ratios keeping the same counts are counted once). ``answer``: a grid
+    point; right when its FLOPs are as close to the target as the closest ones (ties accepted).
+    """
+    import math
+    import numbers
+
+    from .checks import check_fraction, check_module
+    from .flops import check_input_size, count_flops
+    from .structured import StructuredPruner, channels_to_keep
+
+    if isinstance(answer, bool) or not isinstance(answer, numbers.Real):
+        raise TypeError(f"answer must be a ratio on the grid 0.01, 0.02, ..., 0.99; got {answer!r} "
+                        f"({type(answer).__name__})")
+    answer = float(answer)
+    if not (math.isfinite(answer) and 0.0 < answer < 1.0):
+        raise ValueError(f"answer must be a ratio in (0, 1) on the grid 0.01, 0.02, ..., 0.99; got {answer!r}")
+    step = round(answer * 100)
+    if abs(answer * 100 - step) > 1e-6:
+        raise ValueError(f"answer must be a grid point 0.01, 0.02, ..., 0.99 (two decimals); got {answer!r}")
+    model = check_module(model)
+    inner_ratio = check_fraction(inner_ratio, "inner_ratio")
+    input_size = check_input_size(input_size)
+    target = count_flops(StructuredPruner(model, input_size=input_size).prune(inner_ratio), input_size)[0]
+    pruner = StructuredPruner(model, residual=True, input_size=input_size)
+    by_counts: dict[tuple, int] = {}
+    flops: dict[int, int] = {}
+    for i in range(1, 100):
+        counts = tuple(channels_to_keep(g.units, i / 100, pruner.round_to) for g in pruner.groups)
+        if counts not in by_counts:
+            by_counts[counts] = count_flops(pruner.prune(i / 100), input_size)[0]
+        flops[i] = by_counts[counts]
+    best = min(abs(f - target) for f in flops.values())
+    matches = [i for i, f in flops.items() if abs(f - target) == best]
+    got = flops[step]
+    dense = count_flops(model, input_size)[0]
+    if abs(inner_ratio - answer) < 1e-9:
+        hint = ("residual=True removes more FLOPs at the same ratio (the block outputs, the residual streams, go "
+                "too), so the same FLOPs come at a lower ratio: look lower")
+    elif got < target:
+        hint = f"at {answer:.2f} residual pruning leaves {got:,} FLOPs, fewer than {target:,}: it prunes too many; look lower"
+    else:
+        hint = f"at {answer:.2f} residual pruning leaves {got:,} FLOPs, more than {target:,}: it prunes too few; look higher"
+    grid = ", ".join(f"{i / 100:.2f}" for i in matches)
+    return _report(step in matches, f"inner-only pruning at {inner_ratio:g} leaves {target:,} of {dense:,} FLOPs; "
+                                    f"residual pruning comes closest at {grid} ({flops[matches[0]]:,} FLOPs)", hint)

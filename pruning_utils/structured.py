@@ -316,8 +316,8 @@ def _graph_groups(model: nn.Module, graph, exclude: set, residual: bool) -> list
     """The :class:`ChannelGroup` s of a traced :class:`~pruning_utils.depgraph.DependencyGraph`.
 
     Default (``residual=False``, Li et al. 2017): a group made by one layer (depthwise convs on its
-    path follow it) whose layers share a container (an ``nn.Sequential`` or a block), i.e. a chain's
-    channels or a block's inner channels; channels an addition or product joins stay whole.
+    path follow it), i.e. a chain's channels (concatenated ones included) or a block's inner
+    channels; channels an addition or product joins (a group with several producers) stay whole.
     ``residual=True``: every group the graph can prune (what :func:`prune_graph` does).
     """
     modules = graph._modules
@@ -333,7 +333,7 @@ def _graph_groups(model: nn.Module, graph, exclude: set, residual: bool) -> list
             continue
         prefix = _ancestor(layers)
         container = model.get_submodule(prefix) if prefix else model
-        if not residual and (len(producers) > 1 or (not prefix and not isinstance(model, nn.Sequential))):
+        if not residual and len(producers) > 1:
             continue
         producer = producers[0]
         proots = graph._member_roots[(producer, "out")].tolist()
@@ -386,7 +386,8 @@ def find_channel_groups(model: nn.Module, exclude=(), *, example_input=None, inp
     The groups come from the model's :class:`~pruning_utils.depgraph.DependencyGraph` (traced on
     ``example_input``, or zeros of ``input_size``; the course's models give their own size). By
     default (Li et al. 2017) they are the channels of chains and the *inner* channels of blocks: a
-    group an addition joins stays whole; ``residual=True`` prunes those too. Producers named in
+    group an addition or product joins (several producers) stays whole; ``residual=True`` prunes
+    those too. Producers named in
     ``exclude`` keep all their channels. A model that declares no input size is traced at the first
     size found to run through it.
     """

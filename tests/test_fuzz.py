@@ -23,6 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import pruning_utils as pu
+from pruning_utils import exercises as ex
 
 NAN, INF = float("nan"), float("inf")
 REAL_BAD = [NAN, INF, -INF, True, "0.5", [0.5], 1 + 1j]
@@ -72,6 +73,11 @@ def _layer_stats(k=16):
 
 STATS_BAD = [None, {}, "stats", [1], {"net.fc0": 3}, {"nope": None}, {"nope": _layer_stats()}]
 LAYERS_BAD = [3, ["nope"], [], "nope", [("x", nn.Linear(2, 2))], [3]]
+
+
+def resnet8() -> nn.Module:
+    torch.manual_seed(0)
+    return pu.cifar_resnet(8, in_channels=1)
 
 
 def vit() -> nn.Module:
@@ -448,6 +454,22 @@ CASES = [
           "accuracy": [NAN, 0.5, "0.5", True, pu.Interval(1.5, 1.4, 1.6), pu.Interval(0.5, 0.6, 0.7)],
           "seeds": [None, 0, 1.5, True, "3"],
           "sparsity": [NAN, "0.5", 1.5], "params": [1.5, "3", -1, True], "latency_ms": [NAN, -1.0, "1"]}),
+    # ---- exercise checkers (notebook 14) -------------------------------------------------------------
+    Case("check_coupled_layers", lambda: (ex.check_coupled_layers, dict(answer=["conv1"], model=resnet8(), layer="conv1",
+                                                                      input_size=(1, 1, 8, 8))),
+         {"answer": ["conv1", b"conv1", 3, None, [1], ["conv1", None]], "model": MODEL_BAD,
+          "layer": [None, 3, "", "nope", "bn1", "layer1", nn.Conv2d(1, 16, 3)],
+          "input_size": [3, "x", (1, 3, 8, 8), (0, 1, 8, 8), (1, 1.5, 8, 8)]}),
+    Case("check_coupled_params_removed", lambda: (ex.check_coupled_params_removed,
+                                                  dict(answer=8172, model=resnet8(), layer="conv1", k=4,
+                                                       input_size=(1, 1, 8, 8))),
+         {"answer": int_bad(0), "model": MODEL_BAD, "layer": [None, 3, "nope", "bn1", "fc"],
+          "k": int_bad(1) + [16, 17], "input_size": [3, (1, 3, 8, 8), (True, 1, 8, 8)]}),
+    Case("check_flops_matched_ratio", lambda: (ex.check_flops_matched_ratio,
+                                               dict(answer=0.34, model=resnet8(), inner_ratio=0.5,
+                                                    input_size=(1, 1, 8, 8))),
+         {"answer": REAL_BAD + [0.0, 1.0, -0.1, 0.345], "model": MODEL_BAD, "inner_ratio": FRACTION_BAD,
+          "input_size": [None, 3, "x", (1, 3, 8, 8), (0, 1, 8, 8)]}),
 ]
 
 

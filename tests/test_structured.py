@@ -353,7 +353,8 @@ def test_torchvision_bottleneck_prunes_conv1_and_conv2():
     widths = (block.conv1.out_channels, block.conv2.in_channels, block.conv2.out_channels, block.conv3.in_channels)
     assert widths == (64, 64, 64, 64)
     assert block.conv3.out_channels == 512
-    assert len(pruner.groups) == 8
+    assert len(pruner.groups) == 9  # 2 inner groups per block, and the stem (read by a conv and a projection)
+    assert pruned.conv1.out_channels == 32 and pruned.layer1[0].downsample[0].in_channels == 32
 
 
 def test_prune_resnet_refuses_a_model_without_known_blocks():
@@ -436,7 +437,7 @@ def test_linear_on_unflattened_conv_output_raises():
         StructuredPruner(model).prune(0.5)
 
 
-def test_model_with_nothing_to_prune_raises():
+def test_model_with_nothing_to_prune_raises_and_a_plain_chain_prunes():
     with pytest.raises(ValueError, match="no channel group"):
         StructuredPruner(nn.Sequential(nn.Flatten(), nn.Linear(4, 2))).prune(0.5)
 
@@ -448,8 +449,8 @@ def test_model_with_nothing_to_prune_raises():
         def forward(self, x):
             return self.b(self.a(x))
 
-    with pytest.raises(ValueError, match="no channel group"):  # wiring unknown: refused, not guessed
-        StructuredPruner(Plain()).prune(0.5)
+    pruned = StructuredPruner(Plain()).prune(0.5)  # a chain in a plain module: traced, so pruned
+    assert (pruned.a.out_channels, pruned.b.in_channels, pruned.b.out_channels) == (2, 2, 2)
 
 
 def test_shared_layers_raise():
@@ -787,9 +788,9 @@ def test_residual_option_prunes_what_an_addition_joins():
     assert StructuredPruner(chain, residual=True).describe() == StructuredPruner(chain).describe()
 
 
-@pytest.mark.parametrize("name, kept_whole", [("mobilenet_v2", "features.2.conv.2"),
-                                               ("googlenet", "inception3a.branch1.conv")])
-def test_torchvision_models_the_old_patterns_refused(name, kept_whole):
+@pytest.mark.parametrize("name, layer, whole", [("mobilenet_v2", "features.2.conv.2", True),       # added: stays
+                                                ("googlenet", "inception3a.branch1.conv", False)])  # concatenated
+def test_torchvision_models_the_old_patterns_refused(name, layer, whole):
     tv = pytest.importorskip("torchvision.models")
     torch.manual_seed(0)
     kw = {"aux_logits": False, "init_weights": True} if name == "googlenet" else {}
@@ -800,7 +801,7 @@ def test_torchvision_models_the_old_patterns_refused(name, kept_whole):
         torch.testing.assert_close(pruner.prune(0.0)(x), model(x))
     pruned = pruner.prune(0.5)
     assert pruner.report.params_ratio > 1.3
-    layer = model.get_submodule(kept_whole)
-    assert pruned.get_submodule(kept_whole).out_channels == layer.out_channels  # an add / concat output
+    before, after = model.get_submodule(layer).out_channels, pruned.get_submodule(layer).out_channels
+    assert after == (before if whole else before // 2)  # an addition's channels stay whole, one producer's go
     pruned.train()
     pruned(x).sum().backward()
