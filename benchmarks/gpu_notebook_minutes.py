@@ -86,8 +86,10 @@ def _pre(module, args):
         _state["scale"] = _tags.get(first.data_ptr(), 1.0) if first is not None else 1.0
     _state["depth"] += 1
 
-def _post(module, args, output):
+def _post(module, args, output):  # called even when the forward raised (always_call), so depth stays right
     _state["depth"] = max(0, _state["depth"] - 1)
+    if not isinstance(output, _torch.Tensor):
+        return
     if isinstance(module, (_nn.Conv1d, _nn.Conv2d, _nn.Conv3d)):
         macs = output.numel() * (module.in_channels // module.groups) * _math.prod(module.kernel_size)
     elif isinstance(module, _nn.Linear):
@@ -98,7 +100,7 @@ def _post(module, args, output):
     _totals["train_macs" if backward else "eval_macs"] += macs * (3 if backward else 1) * _state["scale"]
 
 _nn.modules.module.register_module_forward_pre_hook(_pre)
-_nn.modules.module.register_module_forward_hook(_post)
+_nn.modules.module.register_module_forward_hook(_post, always_call=True)
 import atexit as _atexit
 _atexit.register(_save)
 '''

@@ -30,6 +30,10 @@ SCRIPT = textwrap.dedent('''
     labels = torch.randint(0, 10, (90,))
     train = DeviceLoader(images, labels, batch_size=256, mean=(0.5,) * 3, std=(0.25,) * 3, shuffle=True, pad=4, flip=True)
     test = DeviceLoader(images[:50], labels[:50], batch_size=256, mean=(0.5,) * 3, std=(0.25,) * 3)
+    try:                                                 # a forward that raises (as notebook 14 shows one):
+        model(torch.zeros(1, 5, 32, 32))                 # the loader batches after it must still be scaled
+    except ValueError:
+        pass
     for x, y in train:                                   # one training epoch: forward + backward
         torch.nn.functional.cross_entropy(model(x), y).backward()
     with torch.no_grad():
