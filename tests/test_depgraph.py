@@ -652,6 +652,18 @@ def test_example_input_that_does_not_fit_is_a_clear_error():
         DependencyGraph(Residual(), torch.randn(1, 5, 8, 8))
 
 
+def test_without_an_input_size_the_graph_finds_one_that_runs():
+    model = Residual()  # declares no size; its first conv reads 3 channels and any spatial size runs
+    inferred, given = DependencyGraph(model), DependencyGraph(model, input_size=(1, 3, 32, 32))
+    assert inferred.input_inferred and not given.input_inferred and inferred.input_size == (1, 3, 32, 32)
+    assert inferred.describe() == given.describe()
+    head = nn.Sequential(nn.Conv2d(2, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 9 * 9, 3))  # only 11x11 runs
+    assert DependencyGraph(head).input_size == (1, 2, 11, 11)
+    assert DependencyGraph(nn.Sequential(nn.Linear(6, 4), nn.ReLU(), nn.Linear(4, 2))).input_size == (1, 6)
+    with pytest.raises(ValueError, match="example_input \\(or input_size\\) is needed"):
+        DependencyGraph(nn.Sequential(nn.ReLU()))  # no Conv/Linear layer to read a size from
+
+
 def test_unstructured_mask_survives_on_rebuilt_layers():
     model = randomise(Residual())
     mask = (torch.rand_like(model.a1[0].weight) > 0.5).float()
