@@ -264,9 +264,9 @@ def _inferred_input_size(model: nn.Module) -> tuple | None:
 
     The first layer (in module order) gives the channels (``in_channels`` of a conv, ``in_features`` of a
     Linear); for a conv, square spatial sizes from :data:`_TRIAL_SIZES` are tried (32, 28, 8, then 1 to
-    64, then 96 to 299), and the first one the model's forward accepts is returned. Channel couplings do not depend on the
-    spatial size a forward runs at, so any size the model accepts traces the same groups; the size
-    a Flatten -> Linear head needs is the only one it accepts.
+    64, then 96 to 299), and the first one the model's forward accepts is returned. Channel couplings
+    do not depend on the spatial size a forward runs at, so any size the model accepts traces the
+    same groups; the size a Flatten -> Linear head needs is the only one it accepts.
     """
     check_module(model)
     first = next((m for m in model.modules() if isinstance(m, (*_CONV, nn.Linear))), None)

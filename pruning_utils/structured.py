@@ -387,9 +387,8 @@ def find_channel_groups(model: nn.Module, exclude=(), *, example_input=None, inp
     ``example_input``, or zeros of ``input_size``; the course's models give their own size). By
     default (Li et al. 2017) they are the channels of chains and the *inner* channels of blocks: a
     group an addition or product joins (several producers) stays whole; ``residual=True`` prunes
-    those too. Producers named in
-    ``exclude`` keep all their channels. A model that declares no input size is traced at the first
-    size found to run through it.
+    those too. Producers named in ``exclude`` keep all their channels. A model that declares no
+    input size is traced at the first size found to run through it.
     """
     return _find_groups(model, exclude, example_input, input_size, check_flag(residual, "residual"))[0]
 
