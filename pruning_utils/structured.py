@@ -371,10 +371,10 @@ def _checked_exclude(model: nn.Module, exclude) -> set[str]:
     return exclude
 
 
-def _find_groups(model, exclude=(), example_input=None, input_size=None, residual=False):
+def _find_groups(model, exclude: set, example_input=None, input_size=None, residual=False):
+    """``(groups, graph)``; ``exclude`` already checked by :func:`_checked_exclude`."""
     from .depgraph import DependencyGraph
 
-    exclude = _checked_exclude(model, exclude)
     graph = DependencyGraph(model, example_input, input_size=input_size)
     return _graph_groups(model, graph, exclude, residual), graph
 
@@ -390,7 +390,8 @@ def find_channel_groups(model: nn.Module, exclude=(), *, example_input=None, inp
     those too. Producers named in ``exclude`` keep all their channels. A model that declares no
     input size is traced at the first size found to run through it.
     """
-    return _find_groups(model, exclude, example_input, input_size, check_flag(residual, "residual"))[0]
+    return _find_groups(model, _checked_exclude(model, exclude), example_input, input_size,
+                        check_flag(residual, "residual"))[0]
 
 
 # ---------------------------------------------------------------------------------------------
